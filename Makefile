@@ -1,0 +1,27 @@
+# The README's two commands: `make demo` and `make test`. Each builds .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Fewer page faults per step on CPU (see benchmarks/README.md).
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scenic-eqx train --config projects/baselines/configs/digits_cnn.py --workdir workdirs/digits_cnn
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) workdirs

@@ -1,0 +1,61 @@
+"""Models by name: `create("vit_s16", num_classes=10, key=key)`.
+
+Each entry pairs a constructor with the keyword arguments of its variant; `create`'s
+overrides replace any of them. The defaults themselves live in the constructors.
+"""
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+from jaxtyping import PRNGKeyArray
+
+from ._fully_connected import FullyConnected
+from ._simple_cnn import SimpleCNN
+
+_MODELS: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any]]] = {
+    "fully_connected": (FullyConnected, {}),
+    "simple_cnn": (SimpleCNN, {}),
+}
+
+
+def list_models() -> list[str]:
+    """The registered model names, sorted."""
+    return sorted(_MODELS)
+
+
+def create(
+    name: str,
+    *,
+    num_classes: int,
+    key: PRNGKeyArray,
+    weights: str | None = None,
+    **overrides: Any,
+) -> eqx.Module:
+    """Builds the registered model `name`.
+
+    Arguments:
+        name: a name from `list_models()`.
+        num_classes: number of output logits.
+        key: PRNG key for initialisation.
+        weights: optional path of pretrained weights to load into the model.
+        **overrides: constructor arguments replacing the variant's.
+
+    Returns:
+        The model, an `eqx.Module` acting on one example. A model with BatchNorm holds
+        its initial state: `eqx.nn.State(model)` builds it (`loops.fit` does so).
+    """
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"Unknown model `name` (={name!r}).{hint} Known models: {', '.join(list_models())}."
+        )
+    constructor, variant = _MODELS[name]
+    model = constructor(num_classes=num_classes, **{**variant, **overrides}, key=key)
+    if weights is not None:
+        from ._weights import load_weights
+
+        model = load_weights(model, weights)
+    return model

@@ -1,0 +1,30 @@
+"""The task contract: a loss and metrics over a batch, weighted by `batch_mask`."""
+
+import abc
+
+from jaxtyping import Array, Float, PyTree
+import equinox as eqx
+
+Batch = dict[str, PyTree]
+Metrics = dict[str, tuple[Float[Array, ""], Float[Array, ""]]]
+
+
+class AbstractTask(eqx.Module):
+    """Bundles the loss and the metrics of one kind of problem.
+
+    A task sees a whole batch: `outputs` are the model's outputs for every example
+    (leading batch axis) and `batch` is the batch dict (`inputs`, a label pytree and
+    `batch_mask`, 1.0 for real examples and 0.0 for padding).
+
+    Metrics are returned as `(value_sum, normalizer)` pairs: the trainer sums both over
+    devices, hosts and steps before dividing, so a metric is exact whatever the batch
+    size or padding. Subclasses implement both methods and are final.
+    """
+
+    @abc.abstractmethod
+    def loss(self, outputs: PyTree, batch: Batch) -> Float[Array, ""]:
+        """The scalar training loss: a `batch_mask`-weighted mean over examples."""
+
+    @abc.abstractmethod
+    def metrics(self, outputs: PyTree, batch: Batch) -> Metrics:
+        """`{name: (value_sum, normalizer)}`, each summed over the batch."""
