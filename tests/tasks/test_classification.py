@@ -1,0 +1,207 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scenic_eqx.tasks import ClassificationTask
+
+# Rows of softmax probabilities [.25, .5, .25], [.25, .25, .5], [.6, .2, .2]: the
+# cross-entropies against labels [1, 0, 0] are log 2, log 4 and -log 0.6.
+LOGITS = jnp.log(jnp.array([[1.0, 2.0, 1.0], [1.0, 1.0, 2.0], [3.0, 1.0, 1.0]]))
+LABELS = jnp.array([1, 0, 0])
+LOSS = (math.log(2) + math.log(4) - math.log(0.6)) / 3  # 0.86342239
+
+
+# Eager dispatch compiles every primitive anew for each shape; property tests on other
+# shapes go through these (the task is an argument, so one compilation serves all
+# `label_smoothing` values).
+_loss_and_metrics = jax.jit(lambda task, o, b: (task.loss(o, b), task.metrics(o, b)))
+_value_and_grad = jax.jit(lambda task, o, b: jax.value_and_grad(task.loss)(o, b))
+
+
+def _batch(label=LABELS, **extra):
+    return {"inputs": jnp.zeros((len(label), 2)), "label": label, **extra}
+
+
+def _padded(logits, batch, num_padding, rng):
+    """Append `num_padding` rows of random logits with mask 0 (and arbitrary labels)."""
+    batch_size, num_classes = logits.shape
+    pad_logits = jnp.asarray(10 * rng.normal(size=(num_padding, num_classes)))
+    mask = jnp.concatenate([jnp.ones(batch_size), jnp.zeros(num_padding)])
+    label = batch["label"]
+    pad_label = jnp.zeros((num_padding, *label.shape[1:]), label.dtype)
+    return jnp.concatenate([logits, pad_logits]), {
+        "label": jnp.concatenate([label, pad_label]),
+        "batch_mask": mask,
+    }
+
+
+def test_loss_literal():
+    loss = ClassificationTask().loss(LOGITS, _batch())
+    assert loss.shape == () and loss.dtype == jnp.float32
+    np.testing.assert_allclose(loss, LOSS, rtol=1e-6)
+
+
+def test_metrics_literal():
+    metrics = ClassificationTask().metrics(LOGITS, _batch())
+    # Three classes: no top-5 accuracy.
+    assert set(metrics) == {"accuracy", "loss"}
+    for value, normalizer in metrics.values():
+        assert value.shape == normalizer.shape == ()
+        assert value.dtype == normalizer.dtype == jnp.float32
+    # Argmaxes are [1, 2, 0]: rows 0 and 2 are right.
+    np.testing.assert_allclose(metrics["accuracy"], (2.0, 3.0))
+    np.testing.assert_allclose(metrics["loss"], (3 * LOSS, 3.0), rtol=1e-6)
+
+
+def test_label_smoothing_literal():
+    # alpha = 0.3 over 3 classes: targets are 0.8 on the label and 0.1 elsewhere.
+    expected = [
+        1.2 * math.log(2),  # -(0.1 log .25 + 0.8 log .5 + 0.1 log .25)
+        1.9 * math.log(2),  # -(0.8 log .25 + 0.1 log .25 + 0.1 log .5)
+        -(0.8 * math.log(0.6) + 0.2 * math.log(0.2)),
+    ]
+    task = ClassificationTask(label_smoothing=0.3)
+    loss = task.loss(LOGITS, _batch())
+    np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-6)
+    np.testing.assert_allclose(
+        task.metrics(LOGITS, _batch())["loss"], (np.sum(expected), 3.0), rtol=1e-6
+    )
+    # Smoothing changes the loss, not the accuracy.
+    np.testing.assert_allclose(task.metrics(LOGITS, _batch())["accuracy"], (2.0, 3.0))
+
+
+def test_mask_weights_the_mean():
+    batch = _batch(batch_mask=jnp.array([1.0, 1.0, 0.0]))
+    task = ClassificationTask()
+    np.testing.assert_allclose(task.loss(LOGITS, batch), 1.5 * math.log(2), rtol=1e-6)
+    metrics = task.metrics(LOGITS, batch)
+    np.testing.assert_allclose(metrics["accuracy"], (1.0, 2.0))
+    np.testing.assert_allclose(metrics["loss"], (3 * math.log(2), 2.0), rtol=1e-6)
+
+
+def test_missing_mask_means_all_ones():
+    task = ClassificationTask()
+    with_mask = _batch(batch_mask=jnp.ones(3))
+    assert task.loss(LOGITS, _batch()) == task.loss(LOGITS, with_mask)
+    assert task.metrics(LOGITS, _batch()) == task.metrics(LOGITS, with_mask)
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_masked_equals_sliced(one_hot, label_smoothing):
+    rng = np.random.default_rng(0)
+    task = ClassificationTask(label_smoothing=label_smoothing)
+    logits = jnp.asarray(rng.normal(size=(5, 7)), jnp.float32)
+    label = jnp.asarray(rng.integers(0, 7, size=5), jnp.int32)
+    if one_hot:
+        label = jax.nn.one_hot(label, 7)
+    batch = {"label": label, "batch_mask": jnp.ones(5)}
+    sliced_loss, sliced = _loss_and_metrics(task, logits, batch)
+    padded_loss, padded = _loss_and_metrics(task, *_padded(logits, batch, 3, rng))
+    np.testing.assert_allclose(padded_loss, sliced_loss, rtol=1e-6)
+    assert set(padded) == set(sliced) == {"accuracy", "top_5_accuracy", "loss"}
+    for name in sliced:
+        np.testing.assert_allclose(padded[name], sliced[name], rtol=1e-6)
+
+
+def test_all_padding_gives_zero_not_nan():
+    task = ClassificationTask()
+    batch = _batch(batch_mask=jnp.zeros(3))
+    loss, grad = _value_and_grad(task, LOGITS, batch)
+    assert loss == 0.0
+    np.testing.assert_array_equal(grad, jnp.zeros_like(LOGITS))
+    for value, normalizer in task.metrics(LOGITS, batch).values():
+        assert value == 0.0 and normalizer == 0.0
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_integer_and_one_hot_labels_agree(label_smoothing):
+    task = ClassificationTask(label_smoothing=label_smoothing)
+    one_hot = _batch(jax.nn.one_hot(LABELS, 3))
+    np.testing.assert_allclose(
+        task.loss(LOGITS, one_hot), task.loss(LOGITS, _batch()), rtol=1e-6
+    )
+    integer_metrics = task.metrics(LOGITS, _batch())
+    for name, pair in task.metrics(LOGITS, one_hot).items():
+        np.testing.assert_allclose(pair, integer_metrics[name], rtol=1e-6)
+
+
+def test_soft_targets_use_their_argmax_for_accuracy():
+    soft = jnp.array([[0.2, 0.7, 0.1], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    metrics = ClassificationTask().metrics(LOGITS, _batch(soft))
+    # Classes [1, 0, 2] against argmaxes [1, 2, 0]: only row 0 is right.
+    np.testing.assert_allclose(metrics["accuracy"], (1.0, 3.0))
+    expected = -jnp.sum(soft * jax.nn.log_softmax(LOGITS), axis=-1)
+    np.testing.assert_allclose(metrics["loss"], (jnp.sum(expected), 3.0), rtol=1e-6)
+
+
+def test_top_5_accuracy():
+    logits = jnp.tile(jnp.arange(6.0), (3, 1))  # top-5 classes are 1..5, top-1 is 5
+    task = ClassificationTask()
+    _, metrics = _loss_and_metrics(task, logits, _batch(jnp.array([0, 1, 5])))
+    np.testing.assert_allclose(metrics["top_5_accuracy"], (2.0, 3.0))
+    np.testing.assert_allclose(metrics["accuracy"], (1.0, 3.0))
+    _, five = _loss_and_metrics(task, logits[:, :5], _batch(jnp.array([0, 1, 4])))
+    np.testing.assert_allclose(five["top_5_accuracy"], (3.0, 3.0))
+
+
+def test_jit_matches_eager():
+    task = ClassificationTask(label_smoothing=0.1)
+    batch = _batch(batch_mask=jnp.array([1.0, 0.0, 1.0]))
+    np.testing.assert_allclose(
+        jax.jit(task.loss)(LOGITS, batch), task.loss(LOGITS, batch), rtol=1e-6
+    )
+    jitted = jax.jit(task.metrics)(LOGITS, batch)
+    for name, pair in task.metrics(LOGITS, batch).items():
+        np.testing.assert_allclose(jitted[name], pair, rtol=1e-6)
+    # The task itself may be a traced argument (its float field becomes a tracer).
+    traced = jax.jit(lambda t, o, b: t.loss(o, b))(task, LOGITS, batch)
+    np.testing.assert_allclose(traced, task.loss(LOGITS, batch), rtol=1e-6)
+
+
+def test_gradient_literal():
+    _, grad = _value_and_grad(ClassificationTask(), LOGITS, _batch())
+    # softmax - one_hot, divided by the 3 examples.
+    expected = jnp.array([[0.25, -0.5, 0.25], [-0.75, 0.25, 0.5], [-0.4, 0.2, 0.2]]) / 3
+    np.testing.assert_allclose(grad, expected, atol=1e-6)
+
+
+def test_gradient_finite_for_extreme_logits():
+    logits = jnp.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]])
+    task = ClassificationTask(label_smoothing=0.1)
+    loss, grad = _value_and_grad(task, logits, _batch(jnp.array([1, 1])))
+    assert jnp.isfinite(loss) and jnp.all(jnp.isfinite(grad))
+
+
+def test_low_precision_logits_give_float32_loss():
+    loss = ClassificationTask().loss(LOGITS.astype(jnp.bfloat16), _batch())
+    assert loss.dtype == jnp.float32
+    np.testing.assert_allclose(loss, LOSS, rtol=1e-2)
+
+
+@pytest.mark.parametrize("label_smoothing", [-0.1, 1.0])
+def test_bad_label_smoothing(label_smoothing):
+    with pytest.raises(ValueError, match=rf"`label_smoothing` \(={label_smoothing}\)"):
+        ClassificationTask(label_smoothing=label_smoothing)
+
+
+def test_bad_label_shape():
+    task = ClassificationTask()
+    match = r'`batch\["label"\]` has shape \(3, 4\); expected integer labels .* \(3,\)'
+    with pytest.raises(ValueError, match=match):
+        task.loss(LOGITS, _batch(jnp.zeros((3, 4))))
+    with pytest.raises(ValueError, match=r'`batch\["label"\]` has shape \(2,\)'):
+        jax.jit(task.metrics)(LOGITS, _batch(jnp.array([0, 1])))
+
+
+def test_float_labels_of_rank_one():
+    with pytest.raises(ValueError, match=r"integer class indices, got dtype float32"):
+        ClassificationTask().loss(LOGITS, _batch(jnp.array([1.0, 0.0, 0.0])))
+
+
+def test_bad_mask_shape():
+    with pytest.raises(ValueError, match=r'`batch\["batch_mask"\]` has shape \(3, 1\)'):
+        ClassificationTask().loss(LOGITS, _batch(batch_mask=jnp.ones((3, 1))))
