@@ -1,0 +1,189 @@
+"""tf.data pipelines over a prepared TFDS builder: shuffled training, padded evaluation.
+
+Reusable for any TFDS dataset whose examples `preprocess_fn` maps to fixed-shape
+`inputs` and `label`. Importing this module imports TensorFlow; `get_dataset` imports
+it lazily so that `import scenic_eqx.data` stays TensorFlow-free.
+"""
+
+import math
+import os
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+# Before the first TensorFlow import: its C++ logging is noise in a JAX program.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+from ._checks import check_positive_int, check_process  # noqa: E402
+from ._dataset import Batch  # noqa: E402
+
+Preprocess = Callable[[dict], dict]
+
+
+def image_classification(example: dict) -> dict:
+    """Maps a TFDS `{"image", "label"}` example to `{"inputs", "label"}`.
+
+    Arguments:
+        example: `image` uint8 `[height, width, channels]`, `label` integer scalar.
+
+    Returns:
+        `inputs` float32 in [0, 1] and `label` int32.
+    """
+    return {
+        "inputs": tf.cast(example["image"], tf.float32) / 255.0,
+        "label": tf.cast(example["label"], tf.int32),
+    }
+
+
+def _with_mask(example: dict) -> dict:
+    return {**example, "batch_mask": tf.constant(1.0, tf.float32)}
+
+
+def _read(builder, split, *, shuffle_seed: int | None) -> tf.data.Dataset:
+    read_config = tfds.ReadConfig(
+        shuffle_seed=shuffle_seed,
+        # We cache explicitly where wanted; TFDS's own autocache would cache twice.
+        try_autocache=False,
+    )
+    return builder.as_dataset(
+        split=split, shuffle_files=shuffle_seed is not None, read_config=read_config
+    )
+
+
+def _num_examples(builder, split) -> int:
+    return builder.info.splits[split].num_examples
+
+
+def train_batches(
+    builder,
+    split: str,
+    *,
+    batch_size: int,
+    shuffle_seed: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    preprocess_fn: Preprocess = image_classification,
+    shuffle_buffer_size: int = 10_000,
+    cache: bool = True,
+    prefetch: int = 2,
+) -> Iterator[Batch]:
+    """An infinite iterator of shuffled training batches of this host's share of `split`.
+
+    Each host reads `tfds.even_splits(split, process_count, drop_remainder=True)`
+    `[process_index]`: disjoint equal shares, the remainder dropped. The same
+    `shuffle_seed` gives the same sequence of batches.
+
+    Arguments:
+        builder: a prepared `tfds.core.DatasetBuilder`.
+        split: a TFDS split (`"train"`, `"train[:90%]"`, ...).
+        batch_size: examples per batch on this host.
+        shuffle_seed: seed of file and example shuffling.
+        process_index: this host's index.
+        process_count: the number of hosts.
+        preprocess_fn: maps a TFDS example to fixed-shape `inputs` and `label`.
+        shuffle_buffer_size: size of the example shuffle buffer.
+        cache: keep the decoded split in memory after the first epoch (small datasets).
+        prefetch: batches prepared ahead.
+
+    Returns:
+        An iterator of numpy dicts `inputs` `[batch_size, ...]`, `label`
+        `[batch_size]`, `batch_mask` ones `[batch_size]`.
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    shuffle_buffer_size = check_positive_int("shuffle_buffer_size", shuffle_buffer_size)
+    process_index, process_count = check_process(process_index, process_count)
+    host_split = tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
+    if _num_examples(builder, host_split) == 0:
+        # `repeat()` over nothing would spin forever instead of failing.
+        raise ValueError(
+            f"Split {split!r} has no examples for `process_index` (={process_index}) "
+            f"of `process_count` (={process_count})."
+        )
+    ds = _read(builder, host_split, shuffle_seed=shuffle_seed)
+    if cache:
+        ds = ds.cache()
+    ds = ds.repeat()
+    ds = ds.shuffle(shuffle_buffer_size, seed=shuffle_seed)
+    ds = ds.map(lambda x: _with_mask(preprocess_fn(x)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.prefetch(prefetch)
+    return iter(tfds.as_numpy(ds))
+
+
+class EvalBatches:
+    """One padded pass over a split per `iter()`; `len()` is the number of batches."""
+
+    def __init__(self, dataset: tf.data.Dataset, num_batches: int):
+        self._dataset = dataset
+        self._num_batches = num_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(tfds.as_numpy(self._dataset))
+
+    def __len__(self) -> int:
+        return self._num_batches
+
+    @property
+    def element_spec(self) -> dict:
+        """The `tf.TensorSpec` of each array of a batch, known without running a pass."""
+        return self._dataset.element_spec
+
+
+def eval_batches(
+    builder,
+    split: str,
+    *,
+    batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    preprocess_fn: Preprocess = image_classification,
+    cache: bool = True,
+    prefetch: int = 2,
+) -> EvalBatches:
+    """This host's share of `split` in padded batches, one fresh pass per `iter()`.
+
+    Hosts read `tfds.even_splits(split, process_count)` (no example dropped; shares
+    differ by at most one). Each host pads its share with zero examples of
+    `batch_mask` 0.0 up to the same number of full batches, so that every host runs as
+    many evaluation steps and every example is counted exactly once overall.
+
+    Arguments:
+        builder: a prepared `tfds.core.DatasetBuilder`.
+        split: a TFDS split.
+        batch_size: examples per batch on this host.
+        process_index: this host's index.
+        process_count: the number of hosts.
+        preprocess_fn: maps a TFDS example to fixed-shape `inputs` and `label`.
+        cache: keep the decoded split in memory after the first pass.
+        prefetch: batches prepared ahead.
+
+    Returns:
+        An `EvalBatches` of numpy dicts `inputs` `[batch_size, ...]`, `label`
+        `[batch_size]`, `batch_mask` `[batch_size]`.
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    process_index, process_count = check_process(process_index, process_count)
+    host_splits = tfds.even_splits(split, n=process_count, drop_remainder=False)
+    counts = [_num_examples(builder, s) for s in host_splits]
+    num_batches = math.ceil(max(counts) / batch_size)
+    num_padding = num_batches * batch_size - counts[process_index]
+
+    ds = _read(builder, host_splits[process_index], shuffle_seed=None)
+    if cache:
+        ds = ds.cache()
+    ds = ds.map(lambda x: _with_mask(preprocess_fn(x)), num_parallel_calls=tf.data.AUTOTUNE)
+    spec = ds.element_spec
+    for key, value in spec.items():
+        if not value.shape.is_fully_defined():
+            raise ValueError(
+                f"`preprocess_fn` must give fixed shapes to pad evaluation batches; "
+                f"{key!r} has shape {value.shape}."
+            )
+    padding = {key: tf.zeros(value.shape, value.dtype) for key, value in spec.items()}
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_padding))
+    ds = ds.batch(batch_size, drop_remainder=True).prefetch(prefetch)
+    return EvalBatches(ds, num_batches)
+

@@ -1,0 +1,151 @@
+"""Datasets by name: `get_dataset("digits", batch_size=32)`.
+
+Each entry names a TFDS dataset and its splits; adding a TFDS catalogue dataset is one
+line, e.g. `"mnist": _Entry("mnist", train="train", valid="test", test="test")`.
+TensorFlow is imported only inside `get_dataset`.
+"""
+
+import dataclasses
+import difflib
+import importlib
+import os
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_positive_int, check_process
+from ._dataset import Dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    tfds_name: str
+    train: str
+    valid: str
+    test: str
+    # A module defining (and so registering) a local TFDS builder. Only such datasets
+    # are generated on first use: the others need a download this machine cannot make.
+    local_builder_module: str | None = None
+
+
+_DATASETS: dict[str, _Entry] = {
+    # No validation split of its own: `valid_iter` and `test_iter` both read `test`.
+    "digits": _Entry("digits", "train", "test", "test", "scenic_eqx.data._digits"),
+}
+
+# Options of the tf.data pipelines that `get_dataset` passes through (see `_pipeline`).
+_TRAIN_OPTIONS = ("shuffle_buffer_size", "cache", "prefetch")
+_EVAL_OPTIONS = ("cache", "prefetch")
+
+
+def list_datasets() -> list[str]:
+    """The registered dataset names, sorted."""
+    return sorted(_DATASETS)
+
+
+def _prepared_builder(name: str, entry: _Entry, data_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    # TFDS reads TFDS_DATA_DIR once, at import; reading it here honours a later setting.
+    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
+    if entry.local_builder_module is not None:
+        importlib.import_module(entry.local_builder_module)
+    builder = tfds.builder(entry.tfds_name, data_dir=data_dir)
+    if not builder.is_prepared():
+        if entry.local_builder_module is None:
+            raise FileNotFoundError(
+                f"Dataset {name!r} is not prepared in {builder.data_dir}; this machine "
+                f"cannot download it. Prepare it where there is internet "
+                f"(`tfds build {entry.tfds_name} --data_dir DIR`), copy DIR here and pass "
+                "`data_dir` (or set TFDS_DATA_DIR)."
+            )
+        # Generated from files already on disk; nothing is downloaded.
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        )
+    return builder
+
+
+def get_dataset(
+    name: str,
+    *,
+    batch_size: int,
+    eval_batch_size: int | None = None,
+    data_dir: str | None = None,
+    shuffle_seed: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    **kwargs: Any,
+) -> Dataset:
+    """Builds the host-local train and eval batches of the registered dataset `name`.
+
+    Arguments:
+        name: a name from `list_datasets()`.
+        batch_size: training examples per batch on this host.
+        eval_batch_size: evaluation examples per batch on this host; defaults to
+            `batch_size`.
+        data_dir: TFDS data directory; defaults to TFDS's own (`TFDS_DATA_DIR` or
+            `~/tensorflow_datasets`). A local dataset such as `digits` is generated
+            there on first use.
+        shuffle_seed: seed of the training order; the same seed gives the same batches.
+        process_index: this host's index; defaults to `jax.process_index()`.
+        process_count: the number of hosts; defaults to `jax.process_count()`.
+        **kwargs: pipeline options: `shuffle_buffer_size` (training), `cache` and
+            `prefetch` (both).
+
+    Returns:
+        A `Dataset`. For `digits`, `valid_iter` and `test_iter` are both passes over
+        its test split, which is the only held-out split.
+    """
+    if name not in _DATASETS:
+        close = difflib.get_close_matches(name, _DATASETS, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"Unknown dataset `name` (={name!r}).{hint} "
+            f"Known datasets: {', '.join(list_datasets())}."
+        )
+    unknown = sorted(set(kwargs) - set(_TRAIN_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"Unknown option(s) {', '.join(unknown)} for `get_dataset`; "
+            f"known: {', '.join(_TRAIN_OPTIONS)}."
+        )
+    batch_size = check_positive_int("batch_size", batch_size)
+    eval_batch_size = check_positive_int(
+        "eval_batch_size", batch_size if eval_batch_size is None else eval_batch_size
+    )
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    process_index, process_count = check_process(process_index, process_count)
+
+    from . import _pipeline
+
+    entry = _DATASETS[name]
+    builder = _prepared_builder(name, entry, data_dir)
+    hosts = {"process_index": process_index, "process_count": process_count}
+    eval_options = {k: v for k, v in kwargs.items() if k in _EVAL_OPTIONS}
+
+    def eval_batches(split: str) -> _pipeline.EvalBatches:
+        return _pipeline.eval_batches(
+            builder, split, batch_size=eval_batch_size, **hosts, **eval_options
+        )
+
+    valid_iter = eval_batches(entry.valid)
+    test_iter = valid_iter if entry.test == entry.valid else eval_batches(entry.test)
+    train_iter = _pipeline.train_batches(
+        builder, entry.train, batch_size=batch_size, shuffle_seed=shuffle_seed, **hosts, **kwargs
+    )
+    inputs_spec = valid_iter.element_spec["inputs"]
+    meta_data = {
+        "num_classes": builder.info.features["label"].num_classes,
+        "input_shape": (-1, *inputs_spec.shape[1:]),
+        "input_dtype": np.dtype(inputs_spec.dtype.as_numpy_dtype).type,
+        "num_train_examples": builder.info.splits[entry.train].num_examples,
+        "num_eval_examples": builder.info.splits[entry.valid].num_examples,
+        "target_is_onehot": False,
+        "dataset_name": name,
+    }
+    return Dataset(train_iter, valid_iter, test_iter, meta_data)
