@@ -1,0 +1,68 @@
+"""Exact evaluation: value sums and normalizers summed over devices and batches, then divided."""
+
+from collections.abc import Callable, Iterable
+
+import equinox as eqx
+import jax
+import numpy as np
+from jax.sharding import Mesh
+from jaxtyping import PyTree
+
+from ..data import pad_batch
+from ..tasks import AbstractTask
+from ._sharding import data_mesh, num_local_devices, replicate, shard_batch
+from ._steps import make_eval_step
+from ._train_state import has_state
+
+
+@eqx.filter_jit
+def _eval_sums(task, model, model_state, batch):
+    return make_eval_step(task)(model, model_state, batch)
+
+
+def evaluate(
+    model: eqx.Module,
+    task: AbstractTask,
+    batches: Iterable[dict] | Callable[[], Iterable[dict]],
+    *,
+    model_state: eqx.nn.State | None = None,
+    mesh: Mesh | None = None,
+) -> dict[str, float]:
+    """Evaluates `model` on every batch of `batches`, in inference mode.
+
+    Each host passes its own batches. A batch whose size does not divide by the host's
+    device count is padded with examples of `batch_mask` 0, which count nowhere; so the
+    result does not depend on the batch size.
+
+    Arguments:
+        model: a one-example model.
+        task: supplies `metrics(outputs, batch) -> {name: (value_sum, normalizer)}`.
+        batches: an iterable of batch dicts, or a zero-argument callable returning one.
+        model_state: the model's `eqx.nn.State` (BatchNorm statistics), if it has any.
+        mesh: the device mesh (default: every device, on a `"data"` axis).
+
+    Returns:
+        `{name: value_sum / normalizer}` over the whole of `batches`, as Python floats.
+    """
+    mesh = data_mesh() if mesh is None else mesh
+    if model_state is None and has_state(model):
+        model_state = eqx.nn.State(model)
+    model, model_state = replicate((model, model_state), mesh)
+    return evaluate_on_mesh(model, model_state, task, batches, mesh)
+
+
+def evaluate_on_mesh(model, model_state, task, batches, mesh) -> dict[str, float]:
+    """`evaluate` for a model already replicated on `mesh` (as in `fit`)."""
+    if callable(batches) and not isinstance(batches, Iterable):
+        batches = batches()
+    local = num_local_devices(mesh)
+    totals = None
+    for batch in batches:
+        size = len(jax.tree.leaves(batch)[0])
+        batch = pad_batch(batch, -(-size // local) * local)
+        sums = _eval_sums(task, model, model_state, shard_batch(batch, mesh))
+        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    if totals is None:
+        raise ValueError("`batches` yielded no batch: there is nothing to evaluate.")
+    totals = jax.device_get(totals)
+    return {name: float(np.asarray(v) / np.asarray(n)) for name, (v, n) in totals.items()}

@@ -1,0 +1,56 @@
+"""Data parallelism over a `jax.sharding.Mesh`: batches on `"data"`, parameters replicated.
+
+Multi-host runs start with `jax.distributed.initialize()`; each host then passes its
+own slice of the global batch, and `shard_batch` assembles the global array.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import PyTree
+
+
+def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh named `"data"` over `devices` (default: every device of every host)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def num_local_devices(mesh: Mesh) -> int:
+    """How many of the mesh's devices belong to this host."""
+    return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
+def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Copies every array of `tree` onto every device of `mesh`.
+
+    The copy never aliases the input, so the trainer may donate it without invalidating
+    the caller's arrays.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec())
+    arrays, static = eqx.partition(tree, eqx.is_array)
+    # `may_alias=False` alone still lets one shard share the caller's buffer: copy first.
+    arrays = jax.device_put(jax.tree.map(jnp.copy, arrays), sharding)
+    return eqx.combine(arrays, static)
+
+
+def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
+    """Turns this host's batch (numpy or jax arrays) into global arrays split on `"data"`.
+
+    Raises:
+        ValueError: if the host batch size does not divide by the host's device count.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    local = num_local_devices(mesh)
+
+    def put(x):
+        if x.shape[0] % local:
+            raise ValueError(
+                f"The per-host batch size (={x.shape[0]}) must be divisible by the number "
+                f"of local devices in the mesh (={local})."
+            )
+        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+    return jax.tree.map(put, batch)
