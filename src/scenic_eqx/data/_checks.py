@@ -37,6 +37,6 @@ def check_process(process_index: object, process_count: object) -> tuple[int, in
     ):
         raise ValueError(
             f"`process_index` (={process_index!r}) must be an integer in "
-            f"[0, `process_count` (={process_count})) ."
+            f"[0, `process_count` (={process_count}))."
         )
     return int(process_index), process_count
