@@ -1,5 +1,19 @@
 """Equinox modules: layers and the baseline model families, a name registry."""
 
+from ._attention import MultiHeadDotProductAttention as MultiHeadDotProductAttention
+from ._attention import dot_product_attention_core as dot_product_attention_core
+from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
 from ._fully_connected import FullyConnected as FullyConnected
+from ._layer_norm import LayerNorm as LayerNorm, normalize as normalize
+from ._map_head import MAPHead as MAPHead
+from ._mixer import MIXER_VARIANTS as MIXER_VARIANTS
+from ._mixer import MixerBlock as MixerBlock, MlpMixer as MlpMixer
+from ._mlp_block import MlpBlock as MlpBlock, gelu as gelu
+from ._patch_embedding import PatchEmbedding as PatchEmbedding
+from ._position_embedding import LearnedPositionEmbedding as LearnedPositionEmbedding
+from ._position_embedding import SinCos2DPositionEmbedding as SinCos2DPositionEmbedding
+from ._position_embedding import posemb_sincos_2d as posemb_sincos_2d
 from ._registry import create as create, list_models as list_models
 from ._simple_cnn import SimpleCNN as SimpleCNN
+from ._stochastic_depth import StochasticDepth as StochasticDepth
+from ._vit import VIT_VARIANTS as VIT_VARIANTS, ViT as ViT

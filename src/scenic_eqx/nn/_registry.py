@@ -12,11 +12,16 @@ import equinox as eqx
 from jaxtyping import PRNGKeyArray
 
 from ._fully_connected import FullyConnected
+from ._mixer import MIXER_VARIANTS, MlpMixer
 from ._simple_cnn import SimpleCNN
+from ._vit import VIT_VARIANTS, ViT
 
 _MODELS: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any]]] = {
     "fully_connected": (FullyConnected, {}),
     "simple_cnn": (SimpleCNN, {}),
+    # "B/16" -> "vit_b16"; image_size defaults to 224 in the constructor.
+    **{f"vit_{v.replace('/', '').lower()}": (ViT, kw) for v, kw in VIT_VARIANTS.items()},
+    **{f"mixer_{v.replace('/', '').lower()}": (MlpMixer, kw) for v, kw in MIXER_VARIANTS.items()},
 }
 
 

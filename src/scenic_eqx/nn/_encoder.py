@@ -1,0 +1,164 @@
+"""The pre-LN transformer encoder: blocks of attention and MLP with residuals."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from ._attention import MultiHeadDotProductAttention
+from ._layer_norm import LayerNorm
+from ._mlp_block import MlpBlock
+from ._stochastic_depth import StochasticDepth
+
+
+class EncoderBlock(eqx.Module):
+    """One pre-LN transformer block (Vaswani et al. 2017; Dosovitskiy et al. 2021).
+
+    Arguments:
+        dim: token size.
+        num_heads: attention heads; must divide `dim`.
+        mlp_dim: hidden size of the MLP.
+        dropout_rate: dropout in the MLP and after attention.
+        attention_dropout_rate: dropout on the attention weights.
+        drop_path_rate: stochastic depth rate of both residual branches.
+        gelu_approximate: tanh-approximate GELU in the MLP (see `MlpBlock`).
+        layer_norm_eps: epsilon of both layer norms.
+        key: PRNG key for initialisation (keyword only).
+    """
+
+    norm1: LayerNorm
+    attention: MultiHeadDotProductAttention
+    norm2: LayerNorm
+    mlp: MlpBlock
+    dropout: eqx.nn.Dropout
+    drop_path: StochasticDepth
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        dropout_rate: float = 0.0,
+        attention_dropout_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        gelu_approximate: bool = False,
+        layer_norm_eps: float = 1e-6,
+        key: PRNGKeyArray,
+    ):
+        k_attention, k_mlp = jax.random.split(key)
+        self.norm1 = LayerNorm(dim, eps=layer_norm_eps)
+        self.attention = MultiHeadDotProductAttention(
+            dim, num_heads, dropout_rate=attention_dropout_rate, key=k_attention
+        )
+        self.norm2 = LayerNorm(dim, eps=layer_norm_eps)
+        self.mlp = MlpBlock(
+            dim, mlp_dim, dropout_rate=dropout_rate, gelu_approximate=gelu_approximate,
+            key=k_mlp,
+        )
+        self.dropout = eqx.nn.Dropout(dropout_rate)
+        self.drop_path = StochasticDepth(drop_path_rate)
+
+    def __call__(
+        self,
+        x: Float[Array, "tokens dim"],
+        mask: Bool[Array, "tokens tokens"] | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, "tokens dim"]:
+        """`x + drop_path(attention(norm1(x)))`, then `x + drop_path(mlp(norm2(x)))`."""
+        keys = [None] * 5 if key is None else list(jax.random.split(key, 5))
+        y = self.attention(self.norm1(x), mask=mask, key=keys[0])
+        x = x + self.drop_path(self.dropout(y, key=keys[1]), key=keys[2])
+        x = x + self.drop_path(self.mlp(self.norm2(x), key=keys[3]), key=keys[4])
+        return x
+
+
+class Encoder(eqx.Module):
+    """A stack of `EncoderBlock`s followed by a final `LayerNorm`.
+
+    With `scan_layers=False`, `blocks` is a tuple of blocks; with `scan_layers=True` it
+    is one block whose arrays carry a leading `num_layers` axis, run with `lax.scan`
+    (faster to compile, same step time). Either way each block gets its own random
+    initialisation. Stochastic depth grows linearly with depth, from 0 in the first
+    block to `stochastic_depth` in the last, as in Scenic.
+
+    Arguments:
+        num_layers: number of blocks.
+        dim, num_heads, mlp_dim, dropout_rate, attention_dropout_rate,
+            gelu_approximate, layer_norm_eps: as in `EncoderBlock`.
+        stochastic_depth: stochastic depth rate of the last block.
+        scan_layers: stack the blocks' weights and run them with `lax.scan`.
+        key: PRNG key for initialisation (keyword only).
+    """
+
+    blocks: tuple[EncoderBlock, ...] | EncoderBlock
+    norm: LayerNorm
+    drop_path_rates: tuple[float, ...] = eqx.field(static=True)
+    scan_layers: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        num_layers: int,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        dropout_rate: float = 0.0,
+        attention_dropout_rate: float = 0.0,
+        stochastic_depth: float = 0.0,
+        gelu_approximate: bool = False,
+        layer_norm_eps: float = 1e-6,
+        scan_layers: bool = False,
+        key: PRNGKeyArray,
+    ):
+        if num_layers < 1:
+            raise ValueError(f"`num_layers` (={num_layers}) must be at least 1")
+        rates = tuple(stochastic_depth * i / max(num_layers - 1, 1) for i in range(num_layers))
+
+        def make_block(rate: float, block_key: PRNGKeyArray) -> EncoderBlock:
+            return EncoderBlock(
+                dim, num_heads, mlp_dim, dropout_rate=dropout_rate,
+                attention_dropout_rate=attention_dropout_rate, drop_path_rate=rate,
+                gelu_approximate=gelu_approximate, layer_norm_eps=layer_norm_eps,
+                key=block_key,
+            )
+
+        keys = jax.random.split(key, num_layers)
+        if scan_layers:
+            # Built with rate 0; `__call__` swaps in each layer's rate while scanning.
+            self.blocks = eqx.filter_vmap(lambda k: make_block(0.0, k))(keys)
+        else:
+            self.blocks = tuple(make_block(r, k) for r, k in zip(rates, keys))
+        self.norm = LayerNorm(dim, eps=layer_norm_eps)
+        self.drop_path_rates = rates
+        self.scan_layers = scan_layers
+
+    def __call__(
+        self,
+        x: Float[Array, "tokens dim"],
+        mask: Bool[Array, "tokens tokens"] | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, "tokens dim"]:
+        """Runs every block, then the final layer norm."""
+        num_layers = len(self.drop_path_rates)
+        keys = None if key is None else jax.random.split(key, num_layers)
+        if not self.scan_layers:
+            for i, block in enumerate(self.blocks):
+                x = block(x, mask, key=None if keys is None else keys[i])
+            return self.norm(x)
+
+        params, static = eqx.partition(self.blocks, eqx.is_array)
+        vary_rates = any(self.drop_path_rates)
+
+        def step(h, layer):
+            block_params, rate, block_key = layer
+            block = eqx.combine(block_params, static)
+            if vary_rates:
+                block = eqx.tree_at(lambda b: b.drop_path.rate, block, rate)
+            return block(h, mask, key=block_key), None
+
+        rates = jnp.asarray(self.drop_path_rates, x.dtype)
+        x, _ = jax.lax.scan(step, x, (params, rates, keys))
+        return self.norm(x)

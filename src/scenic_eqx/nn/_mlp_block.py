@@ -1,0 +1,73 @@
+"""The transformer MLP block: `Linear -> GELU -> Dropout -> Linear -> Dropout`."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+def gelu(x: Array, approximate: bool = False) -> Array:
+    """GELU (Hendrycks & Gimpel 2016): `x * Phi(x)`, or its tanh approximation.
+
+    The exact form is written with `erf`: `jax.nn.gelu(approximate=False)` goes through
+    `erfc`, about 2.5x slower on CPU (PERFORMANCE.md, item 3). Google's checkpoints were
+    trained with the tanh form, timm's and transformers' with the exact one.
+    """
+    if approximate:
+        return jax.nn.gelu(x, approximate=True)
+    return x * (0.5 + 0.5 * jax.lax.erf(x * jnp.asarray(1 / math.sqrt(2), x.dtype)))
+
+
+class MlpBlock(eqx.Module):
+    """Two dense layers with a GELU between, as in the transformer encoder block.
+
+    Arguments:
+        dim: size of the input and output.
+        mlp_dim: size of the hidden layer.
+        dropout_rate: dropout after the activation and after the output layer.
+        gelu_approximate: `True` for the tanh approximation of GELU (Google's
+            checkpoints), `False` for the exact one (timm, transformers).
+        key: PRNG key for initialisation (keyword only).
+    """
+
+    dense1: eqx.nn.Linear
+    dense2: eqx.nn.Linear
+    dropout: eqx.nn.Dropout
+    gelu_approximate: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int,
+        mlp_dim: int,
+        *,
+        dropout_rate: float = 0.0,
+        gelu_approximate: bool = False,
+        key: PRNGKeyArray,
+    ):
+        keys = jax.random.split(key, 4)
+        # Google's ViT initialisation: Xavier-uniform weights, tiny normal biases.
+        xavier = jax.nn.initializers.xavier_uniform()
+        bias = jax.nn.initializers.normal(1e-6)
+        self.dense1 = eqx.tree_at(
+            lambda lin: (lin.weight, lin.bias),
+            eqx.nn.Linear(dim, mlp_dim, key=keys[0]),
+            (xavier(keys[0], (mlp_dim, dim)), bias(keys[1], (mlp_dim,))),
+        )
+        self.dense2 = eqx.tree_at(
+            lambda lin: (lin.weight, lin.bias),
+            eqx.nn.Linear(mlp_dim, dim, key=keys[2]),
+            (xavier(keys[2], (dim, mlp_dim)), bias(keys[3], (dim,))),
+        )
+        self.dropout = eqx.nn.Dropout(dropout_rate)
+        self.gelu_approximate = gelu_approximate
+
+    def __call__(
+        self, x: Float[Array, "tokens dim"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "tokens dim"]:
+        """Applies the block to each token (row) of `x`; `key` drives dropout."""
+        k1, k2 = (None, None) if key is None else jax.random.split(key)
+        h = gelu(jax.vmap(self.dense1)(x), self.gelu_approximate)
+        h = self.dropout(h, key=k1)
+        return self.dropout(jax.vmap(self.dense2)(h), key=k2)

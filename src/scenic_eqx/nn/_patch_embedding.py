@@ -1,0 +1,62 @@
+"""Patch embedding: cut an image into patches and project each to a token."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    """`value` as a `(height, width)` pair of positive ints."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+        raise ValueError(f"`{name}` (={value!r}) must be a positive int or a pair of them")
+    return pair
+
+
+class PatchEmbedding(eqx.Module):
+    """A convolution whose stride is its kernel size (Dosovitskiy et al. 2021).
+
+    Equivalent to flattening each non-overlapping `patch_size` patch and applying a
+    shared linear map. `weight` has PyTorch's convolution layout
+    `[dim, in_channels, patch_height, patch_width]`.
+
+    Arguments:
+        in_channels: channels of the input image.
+        dim: size of each output token.
+        patch_size: side of a patch, an int or `(height, width)`.
+        key: PRNG key for initialisation (keyword only).
+    """
+
+    weight: Float[Array, "dim in_channels patch_height patch_width"]
+    bias: Float[Array, " dim"]
+    patch_size: tuple[int, int] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int,
+        patch_size: int | tuple[int, int],
+        *,
+        key: PRNGKeyArray,
+    ):
+        self.patch_size = _pair(patch_size, "patch_size")
+        # LeCun normal over the fan-in of one patch, as Flax's default for convolutions.
+        init = jax.nn.initializers.lecun_normal(in_axis=(1, 2, 3), out_axis=0)
+        self.weight = init(key, (dim, in_channels, *self.patch_size))
+        self.bias = jnp.zeros((dim,))
+
+    def __call__(
+        self, x: Float[Array, "height width channels"]
+    ) -> Float[Array, "tokens dim"]:
+        """Tokens of the patches in row-major order: `height/ph * width/pw` of them."""
+        height, width, channels = x.shape
+        ph, pw = self.patch_size
+        if height % ph or width % pw:
+            raise ValueError(
+                f"image size (={height}x{width}) must be divisible by `patch_size` "
+                f"(={ph}x{pw})"
+            )
+        patches = x.reshape(height // ph, ph, width // pw, pw, channels)
+        tokens = jnp.einsum("aibjc,dcij->abd", patches, self.weight.astype(x.dtype))
+        return tokens.reshape(-1, self.weight.shape[0]) + self.bias.astype(x.dtype)[None]
