@@ -4,6 +4,7 @@ from ._apply import apply_model as apply_model
 from ._checkpoint import Checkpointer as Checkpointer
 from ._evaluate import evaluate as evaluate
 from ._fit import count_parameters as count_parameters, fit as fit
+from ._plot import plot_metrics as plot_metrics
 from ._schedules import (
     clip_by_global_norm as clip_by_global_norm,
     constant as constant,

@@ -5,6 +5,7 @@ overrides replace any of them. The defaults themselves live in the constructors.
 """
 
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,13 @@ def create(
             f"Unknown model `name` (={name!r}).{hint} Known models: {', '.join(list_models())}."
         )
     constructor, variant = _MODELS[name]
+    accepted = inspect.signature(constructor).parameters
+    for argument in overrides:
+        if argument not in accepted or argument in ("num_classes", "key"):
+            valid = [a for a in accepted if a not in ("self", "num_classes", "key")]
+            raise ValueError(
+                f"`{name}` has no argument {argument!r}. Valid arguments: {', '.join(valid)}."
+            )
     model = constructor(num_classes=num_classes, **{**variant, **overrides}, key=key)
     if weights is not None:
         from ._weights import load_weights

@@ -2,4 +2,5 @@
 
 from ._classification import ClassificationTask as ClassificationTask
 from ._multilabel import MultiLabelClassificationTask as MultiLabelClassificationTask
+from ._registry import create_task as create_task, list_tasks as list_tasks
 from ._task import AbstractTask as AbstractTask

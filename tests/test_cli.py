@@ -1,0 +1,44 @@
+import json
+import os
+
+import pytest
+
+from scenic_eqx import cli
+
+CONFIG = "projects/baselines/configs/digits_cnn.py:smoke"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tfds")
+    workdir = tmp_path_factory.mktemp("run")
+    os.environ["TFDS_DATA_DIR"] = str(data_dir)
+    code = cli.main(["train", "--config", CONFIG, "--workdir", str(workdir),
+                     "--config.model.num_filters=(8, 16)", "--config.batch_size", "32"])
+    assert code == 0
+    return workdir
+
+
+def test_train_leaves_everything_in_the_workdir(trained, capsys):
+    names = set(os.listdir(trained))
+    assert {"checkpoints", "metrics.jsonl", "config.json", "test_metrics.json", "training_curves.png"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    assert sorted(int(s) for s in os.listdir(trained / "checkpoints") if s.isdigit()) == [10, 20]
+    config = json.load(open(trained / "config.json"))
+    assert config["batch_size"] == 32 and config["model"]["num_filters"] == [8, 16]
+
+
+def test_eval_restores_the_same_model(trained, capsys):
+    expected = json.load(open(trained / "test_metrics.json"))
+    assert cli.main(["eval", "--config", CONFIG, "--workdir", str(trained),
+                     "--config.model.num_filters=(8, 16)"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("test ")
+    printed = json.loads(line[len("test "):])
+    assert printed["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-5)
+
+
+def test_bad_override_exits_with_a_message(capsys, tmp_path):
+    code = cli.main(["train", "--config", CONFIG, "--workdir", str(tmp_path), "--config.bach_size=3"])
+    assert code == 2
+    assert "has no key 'bach_size'. Did you mean 'batch_size'?" in capsys.readouterr().err
