@@ -24,7 +24,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = "adamw"
     config.optimizer_kwargs = ml_collections.ConfigDict(dict(weight_decay=1e-4))
     config.schedule = "warmup_cosine_decay"
-    config.schedule_kwargs = ml_collections.ConfigDict(dict(base_learning_rate=3e-3, warmup_steps=100))
+    config.schedule_kwargs = ml_collections.ConfigDict(
+        dict(base_learning_rate=3e-3, warmup_steps=5 if smoke else 100)
+    )
     config.grad_clip_norm = 1.0
     config.num_train_steps = 20 if smoke else 1500
     config.log_every = 5 if smoke else 50

@@ -4,9 +4,7 @@ from collections.abc import Callable, Iterable
 
 import equinox as eqx
 import jax
-import numpy as np
 from jax.sharding import Mesh
-from jaxtyping import PyTree
 
 from ..data import pad_batch
 from ..tasks import AbstractTask
@@ -42,7 +40,8 @@ def evaluate(
         mesh: the device mesh (default: every device, on a `"data"` axis).
 
     Returns:
-        `{name: value_sum / normalizer}` over the whole of `batches`, as Python floats.
+        `task.summarize` of the metric sums over the whole of `batches`: by default
+        `{name: value_sum / normalizer}`, as Python floats.
     """
     mesh = data_mesh() if mesh is None else mesh
     if model_state is None and has_state(model):
@@ -64,5 +63,4 @@ def evaluate_on_mesh(model, model_state, task, batches, mesh) -> dict[str, float
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     if totals is None:
         raise ValueError("`batches` yielded no batch: there is nothing to evaluate.")
-    totals = jax.device_get(totals)
-    return {name: float(np.asarray(v) / np.asarray(n)) for name, (v, n) in totals.items()}
+    return task.summarize(jax.device_get(totals))

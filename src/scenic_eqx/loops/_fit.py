@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 import equinox as eqx
 import jax
-import numpy as np
 import optax
 from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray
@@ -163,8 +162,7 @@ def fit(
             record = {}
             if step % log_every == 0 or step == num_steps:
                 check_finite()
-                metrics = jax.device_get(step_fn.sums["metrics"])
-                record.update({k: float(np.asarray(v) / np.asarray(n)) for k, (v, n) in metrics.items()})
+                record.update(task.summarize(jax.device_get(step_fn.sums["metrics"])))
                 elapsed = time.perf_counter() - window_start
                 record["examples_per_sec"] = window_steps * batch_size / elapsed
                 if schedule is not None:

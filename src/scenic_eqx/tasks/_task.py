@@ -2,11 +2,12 @@
 
 import abc
 
-from jaxtyping import Array, Float, PyTree
 import equinox as eqx
+import numpy as np
+from jaxtyping import Array, Float, PyTree
 
 Batch = dict[str, PyTree]
-Metrics = dict[str, tuple[Float[Array, ""], Float[Array, ""]]]
+Metrics = dict[str, tuple[Float[Array, "*value"], Float[Array, ""]]]
 
 
 class AbstractTask(eqx.Module):
@@ -18,7 +19,10 @@ class AbstractTask(eqx.Module):
 
     Metrics are returned as `(value_sum, normalizer)` pairs: the trainer sums both over
     devices, hosts and steps before dividing, so a metric is exact whatever the batch
-    size or padding. Subclasses implement both methods and are final.
+    size or padding. Subclasses implement `loss` and `metrics` and are final.
+
+    A metric that is not a ratio of sums (mean IoU from a confusion matrix) returns its
+    sufficient statistics as an array `value_sum` and overrides `summarize`.
     """
 
     @abc.abstractmethod
@@ -28,3 +32,11 @@ class AbstractTask(eqx.Module):
     @abc.abstractmethod
     def metrics(self, outputs: PyTree, batch: Batch) -> Metrics:
         """`{name: (value_sum, normalizer)}`, each summed over the batch."""
+
+    def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+        """Final metric values from `metrics` pairs summed over a whole run or eval set.
+
+        The default divides each value sum by its normalizer; override it for metrics
+        computed from accumulated statistics.
+        """
+        return {name: float(np.asarray(value) / np.asarray(norm)) for name, (value, norm) in totals.items()}
