@@ -103,11 +103,57 @@ def train_batches(
             f"of `process_count` (={process_count})."
         )
     ds = _read(builder, host_split, shuffle_seed=shuffle_seed)
+    return train_pipeline(
+        ds,
+        batch_size=batch_size,
+        shuffle_seed=shuffle_seed,
+        preprocess_fn=preprocess_fn,
+        shuffle_buffer_size=shuffle_buffer_size,
+        cache=cache,
+        prefetch=prefetch,
+    )
+
+
+def train_pipeline(
+    ds: tf.data.Dataset,
+    *,
+    batch_size: int,
+    shuffle_seed: int = 0,
+    preprocess_fn: Preprocess = image_classification,
+    shuffle_buffer_size: int = 10_000,
+    cache: bool = True,
+    prefetch: int = 2,
+    random_preprocess_fn: Callable[[dict, tf.Tensor], dict] | None = None,
+) -> Iterator[Batch]:
+    """`train_batches` from a host's share `ds` of any source (not only a TFDS builder).
+
+    Arguments:
+        ds: this host's examples, finite or not.
+        batch_size, shuffle_seed, preprocess_fn, shuffle_buffer_size, cache, prefetch:
+            as in `train_batches`.
+        random_preprocess_fn: if given, replaces `preprocess_fn` and is called as
+            `random_preprocess_fn(example, seed)` with a fresh int64 `[2]` seed for
+            stateless random ops (`tf.random.stateless_*`) at every draw, so that
+            augmentation differs across epochs yet the same `shuffle_seed` gives the
+            same batches.
+
+    Returns:
+        An infinite iterator of numpy batches, as `train_batches`.
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    shuffle_buffer_size = check_positive_int("shuffle_buffer_size", shuffle_buffer_size)
     if cache:
         ds = ds.cache()
     ds = ds.repeat()
     ds = ds.shuffle(shuffle_buffer_size, seed=shuffle_seed)
-    ds = ds.map(lambda x: _with_mask(preprocess_fn(x)), num_parallel_calls=tf.data.AUTOTUNE)
+    if random_preprocess_fn is None:
+        ds = ds.map(lambda x: _with_mask(preprocess_fn(x)), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        seeds = tf.data.Dataset.random(seed=shuffle_seed).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda x, seed: _with_mask(random_preprocess_fn(x, seed)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.prefetch(prefetch)
     return iter(tfds.as_numpy(ds))
@@ -168,10 +214,49 @@ def eval_batches(
     process_index, process_count = check_process(process_index, process_count)
     host_splits = tfds.even_splits(split, n=process_count, drop_remainder=False)
     counts = [_num_examples(builder, s) for s in host_splits]
-    num_batches = math.ceil(max(counts) / batch_size)
-    num_padding = num_batches * batch_size - counts[process_index]
-
     ds = _read(builder, host_splits[process_index], shuffle_seed=None)
+    return eval_pipeline(
+        ds,
+        host_counts=counts,
+        process_index=process_index,
+        batch_size=batch_size,
+        preprocess_fn=preprocess_fn,
+        cache=cache,
+        prefetch=prefetch,
+    )
+
+
+def even_shares(num_examples: int, process_count: int) -> list[int]:
+    """The sizes of `process_count` shares of `num_examples` that differ by at most one."""
+    quotient, remainder = divmod(num_examples, process_count)
+    return [quotient + (i < remainder) for i in range(process_count)]
+
+
+def eval_pipeline(
+    ds: tf.data.Dataset,
+    *,
+    host_counts: list[int],
+    process_index: int,
+    batch_size: int,
+    preprocess_fn: Preprocess = image_classification,
+    cache: bool = True,
+    prefetch: int = 2,
+) -> EvalBatches:
+    """`eval_batches` from a host's share `ds` of any source (not only a TFDS builder).
+
+    Arguments:
+        ds: this host's examples: exactly `host_counts[process_index]` of them.
+        host_counts: the number of examples of every host, which all hosts must agree
+            on: each pads its share to `ceil(max(host_counts) / batch_size)` batches.
+        process_index: this host's index.
+        batch_size, preprocess_fn, cache, prefetch: as in `eval_batches`.
+
+    Returns:
+        An `EvalBatches`, as `eval_batches`.
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    num_batches = math.ceil(max(host_counts) / batch_size)
+    num_padding = num_batches * batch_size - host_counts[process_index]
     if cache:
         ds = ds.cache()
     ds = ds.map(lambda x: _with_mask(preprocess_fn(x)), num_parallel_calls=tf.data.AUTOTUNE)
@@ -186,4 +271,3 @@ def eval_batches(
     ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_padding))
     ds = ds.batch(batch_size, drop_remainder=True).prefetch(prefetch)
     return EvalBatches(ds, num_batches)
-
