@@ -16,7 +16,7 @@ from ._checkpoint import Checkpointer
 from ._evaluate import evaluate_on_mesh
 from ._flat_step import FlatTrainStep, zero_sums
 from ._logging import RunLogger
-from ._sharding import data_mesh, replicate, shard_batch
+from ._sharding import data_mesh, host_batch, replicate
 from ._steps import make_train_step
 from ._train_state import TrainState, init_train_state
 
@@ -111,7 +111,7 @@ def fit(
     first_batch = next(batches, None)
     if first_batch is None:
         raise ValueError("`train_batches` yielded no batch.")
-    first_batch = shard_batch(first_batch, mesh)
+    first_batch = host_batch(first_batch, mesh)
     batch_size = len(jax.tree.leaves(first_batch)[0])
 
     state = replicate(init_train_state(model, optimizer, key=key, model_state=model_state), mesh)
@@ -126,9 +126,9 @@ def fit(
     if start_step:
         # Resuming: the first `start_step` batches were consumed before the checkpoint.
         batches = itertools.islice(itertools.chain([first_batch], batches), start_step, None)
-        batches = (shard_batch(b, mesh) for b in batches)
+        batches = (host_batch(b, mesh) for b in batches)
     else:
-        batches = itertools.chain([first_batch], (shard_batch(b, mesh) for b in batches))
+        batches = itertools.chain([first_batch], (host_batch(b, mesh) for b in batches))
 
     step_fn = FlatTrainStep(train_step, state, sums, mesh)
     logger = RunLogger(

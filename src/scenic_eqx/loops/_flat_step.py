@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
+from ._sharding import batch_sharding
 from ._train_state import TrainState
 
 
@@ -41,6 +42,7 @@ class FlatTrainStep:
     Arguments:
         train_step: `(state, batch) -> (state, loss, metrics)`, from `make_train_step`.
         state: the initial `TrainState`, already placed on `mesh`.
+        batches passed to a call: `host_batch(batch, mesh)` (numpy in one process).
         sums: initial metric sums (`zero_sums`, or restored from a checkpoint).
         mesh: the device mesh; state and sums are replicated on it.
     """
@@ -63,10 +65,12 @@ class FlatTrainStep:
             return jax.tree.leaves(sums)
 
         sums_shardings = [replicated] * len(self._sums)
+        leaf_shardings = [x.sharding for x in self._leaves]
         self._step = jax.jit(
             flat_step,
             donate_argnums=(0, 1),
-            out_shardings=([x.sharding for x in self._leaves], sums_shardings),
+            in_shardings=(leaf_shardings, sums_shardings, batch_sharding(mesh)),
+            out_shardings=(leaf_shardings, sums_shardings),
         )
         self._reset = jax.jit(reset, donate_argnums=0, out_shardings=sums_shardings)
 
