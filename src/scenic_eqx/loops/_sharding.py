@@ -31,9 +31,21 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """
     sharding = NamedSharding(mesh, PartitionSpec())
     arrays, static = eqx.partition(tree, eqx.is_array)
-    # `may_alias=False` alone still lets one shard share the caller's buffer: copy first.
-    arrays = jax.device_put(jax.tree.map(jnp.copy, arrays), sharding)
+    if jax.process_count() == 1:
+        # `may_alias=False` alone still lets one shard share the caller's buffer: copy first.
+        arrays = jax.device_put(jax.tree.map(jnp.copy, arrays), sharding)
+    else:
+        arrays = jax.tree.map(lambda x: _replicate_across_hosts(x, sharding), arrays)
     return eqx.combine(arrays, static)
+
+
+def _replicate_across_hosts(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+    """A global array holding this host's value of `x` on every device (hosts agree on it)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _replicate_across_hosts(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -1,0 +1,73 @@
+"""One host of a simulated multi-host run: `python multihost_worker.py PROCESS_ID NUM_PROCESSES PORT OUT`.
+
+Each process has 2 CPU devices. With NUM_PROCESSES 2 the processes form one
+`jax.distributed` cluster of 4 devices and each passes its own half of every global
+batch; with NUM_PROCESSES 1 a single process with 4 devices sees whole batches. Both
+write the trained parameters and the eval metrics to OUT (process 0 only).
+"""
+
+import os
+import sys
+
+process_id, num_processes, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+devices_per_process = 4 // num_processes
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_per_process}"
+
+import jax  # noqa: E402
+
+if num_processes > 1:
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=num_processes, process_id=process_id
+    )
+
+import equinox as eqx  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from scenic_eqx import loops, tasks  # noqa: E402
+
+
+class DropoutMLP(eqx.Module):
+    hidden: eqx.nn.Linear
+    dropout: eqx.nn.Dropout
+    head: eqx.nn.Linear
+
+    def __init__(self, *, key):
+        k1, k2 = jax.random.split(key)
+        self.hidden = eqx.nn.Linear(4, 16, key=k1)
+        self.dropout = eqx.nn.Dropout(0.2)
+        self.head = eqx.nn.Linear(16, 3, key=k2)
+
+    def __call__(self, x, *, key=None):
+        return self.head(self.dropout(jax.nn.relu(self.hidden(x)), key=key))
+
+
+def global_batches(num, size=16):
+    rng = np.random.default_rng(0)
+    for _ in range(num):
+        x = rng.normal(size=(size, 4)).astype(np.float32)
+        label = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+        yield {"inputs": x, "label": label, "batch_mask": np.ones(size, np.float32)}
+
+
+def this_host(batches):
+    """This process's rows of each global batch, as a data loader split by host would give."""
+    for batch in batches:
+        share = len(batch["label"]) // num_processes
+        yield {k: v[process_id * share : (process_id + 1) * share] for k, v in batch.items()}
+
+
+assert jax.device_count() == 4 and jax.process_count() == num_processes
+task = tasks.ClassificationTask()
+state, history = loops.fit(
+    DropoutMLP(key=jax.random.key(0)), task, this_host(global_batches(6)),
+    optimizer=optax.sgd(0.1), num_steps=6, key=jax.random.key(1), log_every=3,
+    workdir=os.path.join(out, "workdir"), checkpoint_every=3, progress=False,
+)
+metrics = loops.evaluate(state.model, task, list(this_host(global_batches(2))))
+params = jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))
+# Parameters are replicated: every host holds a full copy on its own devices.
+arrays = {f"p{i}": np.asarray(p.addressable_data(0)) for i, p in enumerate(params)}
+if process_id == 0:
+    np.savez(os.path.join(out, "result.npz"), loss=history[-1]["loss"], eval_accuracy=metrics["accuracy"],
+             eval_loss=metrics["loss"], **arrays)
