@@ -6,12 +6,14 @@ from typing import Any
 from ._classification import ClassificationTask
 from ._encoder_decoder import EncoderDecoderTask
 from ._multilabel import MultiLabelClassificationTask
+from ._segmentation import SegmentationTask
 from ._task import AbstractTask
 
 _TASKS: dict[str, type[AbstractTask]] = {
     "classification": ClassificationTask,
     "encoder_decoder": EncoderDecoderTask,
     "multilabel_classification": MultiLabelClassificationTask,
+    "segmentation": SegmentationTask,
 }
 
 

@@ -1,0 +1,112 @@
+"""Host-local batches of arrays held in memory: shuffled training, padded evaluation.
+
+For datasets generated on the fly (synthetic ones): plain numpy, no TensorFlow, with the
+same contract as the TFDS pipelines of `_pipeline.py`.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ._checks import check_positive_int, check_process
+from ._dataset import Batch
+from ._padding import pad_batch
+
+
+def _num_examples(arrays: dict[str, np.ndarray]) -> int:
+    sizes = {key: len(value) for key, value in arrays.items()}
+    if not arrays or len(set(sizes.values())) != 1:
+        raise ValueError(
+            f"`arrays` must be a non-empty dict of arrays sharing their leading size; got {sizes}."
+        )
+    return next(iter(sizes.values()))
+
+
+def train_batches(
+    arrays: dict[str, np.ndarray],
+    *,
+    batch_size: int,
+    shuffle_seed: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[Batch]:
+    """An infinite iterator of shuffled batches of this host's share of `arrays`.
+
+    Hosts take disjoint contiguous equal shares, the remainder dropped (as
+    `tfds.even_splits(..., drop_remainder=True)`). Each epoch visits the share in a new
+    order, a function of `(shuffle_seed, epoch)` only; batches run across epoch ends.
+
+    Arguments:
+        arrays: examples along axis 0 (`inputs`, `label`, ...).
+        batch_size: examples per batch on this host.
+        shuffle_seed: seed of the order; the same seed gives the same batches.
+        process_index: this host's index.
+        process_count: the number of hosts.
+
+    Returns:
+        An iterator of dicts of `arrays`' keys `[batch_size, ...]` plus `batch_mask`
+        (float32 ones `[batch_size]`).
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    process_index, process_count = check_process(process_index, process_count)
+    share = _num_examples(arrays) // process_count
+    if share == 0:
+        raise ValueError(
+            f"`arrays` hold {_num_examples(arrays)} examples: none for each of "
+            f"`process_count` (={process_count}) hosts."
+        )
+    start = process_index * share
+    arrays = {key: value[start : start + share] for key, value in arrays.items()}
+    mask = np.ones((batch_size,), np.float32)
+
+    def batches():
+        order, epoch = np.zeros((0,), np.int64), 0
+        while True:
+            while len(order) < batch_size:
+                permutation = np.random.default_rng([shuffle_seed, epoch]).permutation(share)
+                order, epoch = np.concatenate([order, permutation]), epoch + 1
+            indices, order = order[:batch_size], order[batch_size:]
+            yield {**{key: value[indices] for key, value in arrays.items()}, "batch_mask": mask}
+
+    return batches()
+
+
+class EvalBatches:
+    """One pass over this host's share of `arrays` per `iter()`, in padded batches.
+
+    Hosts take contiguous shares that differ by at most one example (as
+    `tfds.even_splits(..., drop_remainder=False)`); each pads its share with zero
+    examples of `batch_mask` 0.0 up to the same number of full batches, so every host
+    runs as many steps and every example counts exactly once overall.
+
+    Arguments:
+        arrays: examples along axis 0.
+        batch_size: examples per batch on this host.
+        process_index: this host's index.
+        process_count: the number of hosts.
+    """
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        *,
+        batch_size: int,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        self._batch_size = check_positive_int("batch_size", batch_size)
+        process_index, process_count = check_process(process_index, process_count)
+        bounds = np.linspace(0, _num_examples(arrays), process_count + 1).round().astype(int)
+        start, stop = bounds[process_index], bounds[process_index + 1]
+        self._arrays = {key: value[start:stop] for key, value in arrays.items()}
+        self._num_batches = -(-int(np.diff(bounds).max()) // self._batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for i in range(self._num_batches):
+            rows = slice(i * self._batch_size, (i + 1) * self._batch_size)
+            yield pad_batch(
+                {key: value[rows] for key, value in self._arrays.items()}, self._batch_size
+            )
+
+    def __len__(self) -> int:
+        return self._num_batches

@@ -1,0 +1,218 @@
+"""Semantic segmentation: per-pixel softmax cross-entropy, pixel accuracy and global mIoU."""
+
+import math
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Shaped
+
+from ._classification import masked_mean, masked_sum
+from ._task import AbstractTask, Batch, Metrics
+
+
+def _as_class_weights(value) -> tuple[float, ...] | None:
+    # A hashable tuple of Python floats: the task stays a static leaf under `jax.jit`,
+    # whatever sequence a config passed.
+    return None if value is None else tuple(float(w) for w in value)
+
+
+def pixel_weights(batch: Batch, shape: tuple[int, int, int]) -> Float[Array, "batch height width"]:
+    """`batch["batch_mask"]` as one float32 weight per pixel (all ones when absent).
+
+    Arguments:
+        batch: the batch dict.
+        shape: `(batch, height, width)` of the label map.
+
+    Returns:
+        Float32 weights `[batch, height, width]`: a per-example mask `[batch]` is
+        broadcast over the pixels of its example, a per-pixel mask is used as given.
+    """
+    if "batch_mask" not in batch:
+        return jnp.ones(shape, jnp.float32)
+    mask = jnp.asarray(batch["batch_mask"]).astype(jnp.float32)
+    if mask.shape == shape[:1]:
+        return jnp.broadcast_to(mask[:, None, None], shape)
+    if mask.shape == shape:
+        return mask
+    raise ValueError(
+        f'`batch["batch_mask"]` has shape {mask.shape}; expected a per-example mask '
+        f"{shape[:1]} or a per-pixel mask {shape} to match the label map"
+    )
+
+
+def per_class_iou(confusion: np.ndarray) -> np.ndarray:
+    """Intersection over union of every class from a confusion matrix.
+
+    Arguments:
+        confusion: `[num_classes, num_classes]` pixel counts, rows the true class and
+            columns the predicted one.
+
+    Returns:
+        Float64 `[num_classes]`: `tp / (tp + fp + fn)`, NaN for a class that is in
+        neither the labels nor the predictions (union 0).
+    """
+    confusion = np.asarray(confusion, np.float64)
+    intersection = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, intersection / union, np.nan)
+
+
+class SegmentationTask(AbstractTask):
+    """Semantic segmentation with per-pixel softmax cross-entropy.
+
+    Outputs are per-pixel logits `[batch, height, width, num_classes]`;
+    `batch["label"]` is an integer class map `[batch, height, width]`. Each pixel
+    weighs `batch_mask` (per example `[batch]`, so padding examples weigh zero, or per
+    pixel `[batch, height, width]`), and zero where its label is `ignore_label`.
+
+    The loss is the weighted mean of the pixels' cross-entropies, each pixel also
+    weighted by `class_weights[label]` when given (normalised by the sum of the
+    weights, as PyTorch's `CrossEntropyLoss(weight=..., ignore_index=...)`).
+
+    Metrics: `pixel_accuracy`, `loss` and `confusion_matrix`, whose value is the
+    `[num_classes, num_classes]` matrix of weighted pixel counts (rows the true class,
+    columns the predicted one; normalizer 1). The trainer sums it over devices, hosts
+    and batches, and `summarize` turns the total into `mean_iou` (mean over the classes
+    present in the labels or the predictions) and `iou/<class>` (NaN for a class in
+    neither): a global mIoU over the whole evaluation set, not a mean of per-batch
+    values, so it does not depend on the batch size.
+
+    The counts are float32 (the metric type of every task): each cell is exact up to
+    2^24 (~16.8M) pixels, i.e. ~16k images of 1024x1024 all of one class. Past that
+    the sum rounds (a relative error of ~6e-8 per addition); evaluation sets of
+    full-resolution Cityscapes/ADE20K size can reach it for the background cell.
+
+    Arguments:
+        ignore_label: the label of pixels that count nowhere (Pascal VOC and
+            Cityscapes use 255). Any other label must be in `[0, num_classes)`.
+        class_weights: optional per-class loss weights, one non-negative float per
+            class; they weigh the loss only, not the metrics other than `loss`.
+    """
+
+    # Static: configuration, not data, so that a jitted task never traces them.
+    ignore_label: int = eqx.field(default=255, static=True)
+    class_weights: tuple[float, ...] | None = eqx.field(
+        default=None, converter=_as_class_weights, static=True
+    )
+
+    def __check_init__(self):
+        if isinstance(self.ignore_label, bool) or not isinstance(self.ignore_label, int):
+            raise TypeError(f"`ignore_label` (={self.ignore_label!r}) must be an integer")
+        weights = self.class_weights
+        if weights is not None and (
+            not weights
+            or not all(math.isfinite(w) and w >= 0 for w in weights)
+            or not any(w > 0 for w in weights)
+        ):
+            raise ValueError(
+                f"`class_weights` (={weights}) must be finite non-negative floats, not all zero"
+            )
+
+    def _pixels(
+        self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
+    ) -> tuple[Shaped[Array, "batch height width"], Float[Array, "batch height width"]]:
+        """The checked label map, with ignored pixels set to 0, and the pixel weights."""
+        num_classes = outputs.shape[-1]
+        label = jnp.asarray(batch["label"])
+        if label.shape != outputs.shape[:-1] or not jnp.issubdtype(label.dtype, jnp.integer):
+            raise ValueError(
+                f'`batch["label"]` has shape {label.shape} and dtype {label.dtype}; '
+                f"expected an integer class map of shape {outputs.shape[:-1]} to match "
+                f"logits of shape {outputs.shape}"
+            )
+        if self.class_weights is not None and len(self.class_weights) != num_classes:
+            raise ValueError(
+                f"`class_weights` has {len(self.class_weights)} entries "
+                f"(={self.class_weights}); the logits have {num_classes} classes"
+            )
+        ignored = label == self.ignore_label
+        out_of_range = ~ignored & ((label < 0) | (label >= num_classes))
+        # A label outside the classes would be silently one-hot encoded as zeros.
+        label = eqx.error_if(
+            label,
+            jnp.any(out_of_range),
+            f'`batch["label"]` holds a class outside [0, {num_classes}) that is not '
+            f"`ignore_label` (={self.ignore_label})",
+        )
+        weights = pixel_weights(batch, label.shape) * (~ignored).astype(jnp.float32)
+        return jnp.where(ignored, 0, label), weights
+
+    def _loss_terms(self, outputs, label, weights):
+        """Per-pixel cross-entropies and loss weights (mask x class weight), flattened."""
+        cross_entropy = optax.losses.softmax_cross_entropy_with_integer_labels(
+            outputs.astype(jnp.float32), label
+        )
+        if self.class_weights is not None:
+            weights = weights * jnp.asarray(self.class_weights, jnp.float32)[label]
+        return cross_entropy.reshape(-1), weights.reshape(-1)
+
+    def loss(
+        self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
+    ) -> Float[Array, ""]:
+        """The weighted mean per-pixel softmax cross-entropy.
+
+        Arguments:
+            outputs: logits `[batch, height, width, num_classes]`.
+            batch: the batch dict with `label` `[batch, height, width]` and optionally
+                `batch_mask` (`[batch]` or `[batch, height, width]`).
+
+        Returns:
+            A float32 scalar; 0 when no pixel weighs anything.
+        """
+        label, weights = self._pixels(outputs, batch)
+        return masked_mean(*self._loss_terms(outputs, label, weights))
+
+    def metrics(
+        self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
+    ) -> Metrics:
+        """`pixel_accuracy`, `loss` and `confusion_matrix` sums over the batch's pixels.
+
+        Arguments:
+            outputs: logits `[batch, height, width, num_classes]`.
+            batch: the batch dict with `label` and optionally `batch_mask`.
+
+        Returns:
+            `{name: (value_sum, normalizer)}`, float32: scalars for `pixel_accuracy`
+            (correct pixels, valid pixels) and `loss` (weighted cross-entropy sum, sum
+            of the weights); `confusion_matrix` is `([num_classes, num_classes], 1)`.
+        """
+        num_classes = outputs.shape[-1]
+        label, weights = self._pixels(outputs, batch)
+        prediction = jnp.argmax(outputs, axis=-1)
+        correct = (prediction == label).astype(jnp.float32)
+        # A weighted bincount is a scatter-add: O(pixels), where a one-hot matmul would
+        # cost O(pixels x num_classes^2).
+        cell = (label * num_classes + prediction).reshape(-1)
+        confusion = jnp.bincount(cell, weights.reshape(-1), length=num_classes**2)
+        return {
+            "pixel_accuracy": masked_sum(correct.reshape(-1), weights.reshape(-1)),
+            "loss": masked_sum(*self._loss_terms(outputs, label, weights)),
+            "confusion_matrix": (
+                confusion.reshape(num_classes, num_classes).astype(jnp.float32),
+                jnp.ones((), jnp.float32),
+            ),
+        }
+
+    def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+        """Ratios of the summed metrics, and `mean_iou`, `iou/<class>` from the confusion matrix.
+
+        Arguments:
+            totals: the `metrics` pairs summed over a run or an evaluation set.
+
+        Returns:
+            Python floats: `pixel_accuracy`, `loss`, `mean_iou` (NaN if no pixel
+            counted) and `iou/0`, `iou/1`, ... (NaN for a class absent from both the
+            labels and the predictions).
+        """
+        totals = dict(totals)
+        confusion = totals.pop("confusion_matrix", None)
+        results = super().summarize(totals)
+        if confusion is not None:
+            iou = per_class_iou(confusion[0])
+            present = ~np.isnan(iou)
+            results["mean_iou"] = float(iou[present].mean()) if present.any() else math.nan
+            results.update({f"iou/{k}": float(v) for k, v in enumerate(iou)})
+        return results
