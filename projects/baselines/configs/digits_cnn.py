@@ -28,9 +28,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         dict(base_learning_rate=3e-3, warmup_steps=5 if smoke else 100)
     )
     config.grad_clip_norm = 1.0
-    config.num_train_steps = 20 if smoke else 1500
+    config.num_train_steps = 20 if smoke else 1000
     config.log_every = 5 if smoke else 50
-    config.eval_every = 10 if smoke else 500
-    config.checkpoint_every = 10 if smoke else 500
+    config.eval_every = 10 if smoke else 250
+    config.checkpoint_every = 10 if smoke else 250
     config.seed = 0
     return config
