@@ -50,9 +50,13 @@ def test_mismatched_leading_sizes():
         pad_batch({"label": np.float32(1.0)}, 5)
 
 
-def test_mask_must_be_1d():
-    with pytest.raises(ValueError, match=r"must be 1-D; got shape \(2, 1\)"):
-        pad_batch({"label": np.zeros(2), "batch_mask": np.ones((2, 1))}, 3)
+def test_per_pixel_mask_and_label_maps_are_padded():
+    mask = np.array([[[1.0, 0.0], [1.0, 1.0]], [[0.5, 1.0], [1.0, 1.0]]])
+    batch = {"label": np.ones((2, 2, 2), np.int32), "batch_mask": mask}
+    padded = pad_batch(batch, 3)
+    assert padded["batch_mask"].dtype == np.float32
+    np.testing.assert_array_equal(padded["batch_mask"], np.concatenate([mask, np.zeros((1, 2, 2))]))
+    np.testing.assert_array_equal(padded["label"], [[[1, 1], [1, 1]]] * 2 + [[[0, 0], [0, 0]]])
 
 
 @pytest.mark.parametrize("batch_size", [0, -2, True])

@@ -182,6 +182,17 @@ class _PixelLinear(eqx.Module):
         return x @ self.weight + self.bias[None, None, :]
 
 
+def _oracle_iou(label, prediction, weights, num_classes):
+    """Per-class IoU and pixel accuracy from a NumPy confusion matrix over every pixel."""
+    confusion = np.bincount(
+        (label * num_classes + prediction).ravel(), weights.ravel(), minlength=num_classes**2
+    ).reshape(num_classes, num_classes)
+    intersection = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    assert np.all(union > 0)
+    return intersection / union, intersection.sum() / confusion.sum()
+
+
 def test_mean_iou_is_global_whatever_the_eval_batch_size(getkey):
     num_classes, num_examples = 4, 52  # 52 divides by neither batch size: padding
     data = _synthetic_segmentation.generate(num_examples, image_size=8, seed=3, split="test")
@@ -189,26 +200,24 @@ def test_mean_iou_is_global_whatever_the_eval_batch_size(getkey):
         4 * jax.random.normal(getkey(), (3, num_classes)),
         jnp.array([2.0, 0.0, 0.0, 0.0]),
     )
-    # The oracle: a NumPy confusion matrix over every pixel of the set.
     prediction = np.argmax(data["inputs"] @ np.asarray(model.weight) + np.asarray(model.bias), -1)
-    confusion = np.bincount(
-        (data["label"] * num_classes + prediction).ravel(), minlength=num_classes**2
-    ).reshape(num_classes, num_classes)
-    intersection = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    assert np.all(union > 0)
-    iou = intersection / union
-    assert 0.05 < iou.mean() < 0.95  # neither trivial nor perfect
+    # Per-pixel weights too: 0 or 1 at random, padded by `evaluate` (12 -> 16 rows).
+    pixel_mask = np.random.default_rng(0).integers(0, 2, size=data["label"].shape).astype(np.float32)
+    runs = [
+        (data, 8, np.ones(data["label"].shape)),
+        (data, 24, np.ones(data["label"].shape)),
+        ({**data, "batch_mask": pixel_mask}, 12, pixel_mask),
+    ]
     task = SegmentationTask()
-    for batch_size in (8, 24):
-        batches = _synthetic_segmentation.EvalBatches(data, batch_size=batch_size)
+    for arrays, batch_size, weights in runs:
+        iou, accuracy = _oracle_iou(data["label"], prediction, weights, num_classes)
+        assert 0.05 < iou.mean() < 0.95  # neither trivial nor perfect
+        batches = _synthetic_segmentation.EvalBatches(arrays, batch_size=batch_size)
         results = loops.evaluate(model, task, batches)
         assert results["mean_iou"] == pytest.approx(iou.mean(), rel=1e-6)
         for k in range(num_classes):
             assert results[f"iou/{k}"] == pytest.approx(iou[k], rel=1e-6)
-        assert results["pixel_accuracy"] == pytest.approx(
-            intersection.sum() / confusion.sum(), rel=1e-6
-        )
+        assert results["pixel_accuracy"] == pytest.approx(accuracy, rel=1e-6)
 
 
 def test_fit_logs_mean_iou_as_floats(getkey):

@@ -11,7 +11,8 @@ def pad_batch(batch: dict[str, ArrayLike], batch_size: int) -> dict[str, np.ndar
 
     Arguments:
         batch: a dict of arrays sharing their leading size `n <= batch_size`. A
-            `batch_mask` `[n]` already there is kept for the real rows; without one,
+            `batch_mask` already there (`[n]`, or per element, e.g. `[n, height, width]`
+            for segmentation) is kept for the real rows; without one,
             all `n` rows count as real.
         batch_size: the number of rows wanted.
 
@@ -33,10 +34,9 @@ def pad_batch(batch: dict[str, ArrayLike], batch_size: int) -> dict[str, np.ndar
         raise ValueError(
             f"`batch` has {size} examples, more than `batch_size` (={batch_size})."
         )
-    mask = arrays.get("batch_mask", np.ones((size,), np.float32))
-    if mask.ndim != 1:
-        raise ValueError(f"`batch['batch_mask']` must be 1-D; got shape {mask.shape}.")
-    arrays["batch_mask"] = mask.astype(np.float32)
+    # A mask of any rank (a per-pixel one too) pads with zeros like the other arrays;
+    # the size check above guarantees its leading axis.
+    arrays["batch_mask"] = arrays.get("batch_mask", np.ones((size,))).astype(np.float32)
 
     def pad(value: np.ndarray) -> np.ndarray:
         widths = [(0, batch_size - size)] + [(0, 0)] * (value.ndim - 1)
