@@ -66,13 +66,26 @@ def _core_bwd(residuals, grad):
 dot_product_attention_core.defvjp(_core_fwd, _core_bwd)
 
 
+def linear(weight: Array, bias: Array | None) -> eqx.nn.Linear:
+    """An `eqx.nn.Linear` holding the given `[out, in]` weight and `[out]` bias.
+
+    Built abstractly and then filled, which skips `eqx.nn.Linear`'s own random
+    initialisation (each eager random op is a compilation).
+    """
+    out_features, in_features = weight.shape
+    abstract = eqx.filter_eval_shape(
+        eqx.nn.Linear, in_features, out_features, use_bias=bias is not None,
+        key=jax.random.key(0),
+    )
+    if bias is None:
+        return eqx.tree_at(lambda lin: lin.weight, abstract, weight)
+    return eqx.tree_at(lambda lin: (lin.weight, lin.bias), abstract, (weight, bias))
+
+
 def _xavier_linear(in_features: int, out_features: int, *, key: PRNGKeyArray) -> eqx.nn.Linear:
     """A Linear layer with Xavier-uniform weights and zero bias, as in Google's ViT."""
-    linear = eqx.nn.Linear(in_features, out_features, key=key)
     weight = jax.nn.initializers.xavier_uniform()(key, (out_features, in_features))
-    return eqx.tree_at(
-        lambda lin: (lin.weight, lin.bias), linear, (weight, jnp.zeros(out_features))
-    )
+    return linear(weight, jnp.zeros(out_features))
 
 
 class MultiHeadDotProductAttention(eqx.Module):

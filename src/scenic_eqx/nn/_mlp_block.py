@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._attention import linear
+
 
 def gelu(x: Array, approximate: bool = False) -> Array:
     """GELU (Hendrycks & Gimpel 2016): `x * Phi(x)`, or its tanh approximation.
@@ -50,16 +52,8 @@ class MlpBlock(eqx.Module):
         # Google's ViT initialisation: Xavier-uniform weights, tiny normal biases.
         xavier = jax.nn.initializers.xavier_uniform()
         bias = jax.nn.initializers.normal(1e-6)
-        self.dense1 = eqx.tree_at(
-            lambda lin: (lin.weight, lin.bias),
-            eqx.nn.Linear(dim, mlp_dim, key=keys[0]),
-            (xavier(keys[0], (mlp_dim, dim)), bias(keys[1], (mlp_dim,))),
-        )
-        self.dense2 = eqx.tree_at(
-            lambda lin: (lin.weight, lin.bias),
-            eqx.nn.Linear(mlp_dim, dim, key=keys[2]),
-            (xavier(keys[2], (dim, mlp_dim)), bias(keys[3], (dim,))),
-        )
+        self.dense1 = linear(xavier(keys[0], (mlp_dim, dim)), bias(keys[1], (mlp_dim,)))
+        self.dense2 = linear(xavier(keys[2], (dim, mlp_dim)), bias(keys[3], (dim,)))
         self.dropout = eqx.nn.Dropout(dropout_rate)
         self.gelu_approximate = gelu_approximate
 

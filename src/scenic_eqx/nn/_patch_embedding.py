@@ -41,8 +41,11 @@ class PatchEmbedding(eqx.Module):
         key: PRNGKeyArray,
     ):
         self.patch_size = _pair(patch_size, "patch_size")
-        # LeCun normal over the fan-in of one patch, as Flax's default for convolutions.
-        init = jax.nn.initializers.lecun_normal(in_axis=(1, 2, 3), out_axis=0)
+        # LeCun normal over the fan-in of one patch, as Flax's default for convolutions
+        # but not truncated: the truncated sampler takes seconds to compile on CPU.
+        init = jax.nn.initializers.variance_scaling(
+            1.0, "fan_in", "normal", in_axis=(1, 2, 3), out_axis=0
+        )
         self.weight = init(key, (dim, in_channels, *self.patch_size))
         self.bias = jnp.zeros((dim,))
 

@@ -1,0 +1,107 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jaxtyping
+import numpy as np
+import pytest
+
+from scenic_eqx.nn import MultiHeadDotProductAttention, dot_product_attention_core
+
+
+def _identity_attention(dim, num_heads):
+    """Attention whose projections are identities with zero bias."""
+    attention = MultiHeadDotProductAttention(dim, num_heads, key=jax.random.key(0))
+    eye, zero = jnp.eye(dim), jnp.zeros(dim)
+    for name in ("query", "key", "value", "out"):
+        attention = eqx.tree_at(
+            lambda a: (getattr(a, name).weight, getattr(a, name).bias), attention, (eye, zero)
+        )
+    return attention
+
+
+def _numpy_attention(q, k, v, mask=None):
+    logits = q @ k.T / np.sqrt(q.shape[-1])
+    if mask is not None:
+        logits = np.where(mask, logits, -np.inf)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    return (weights / weights.sum(-1, keepdims=True)) @ v
+
+
+def test_one_head_matches_numpy_softmax():
+    x = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+    out = eqx.filter_jit(_identity_attention(2, 1))(jnp.asarray(x))
+    # First row by hand: logits [1, 0, 1] / sqrt(2).
+    w = np.exp(np.array([1.0, 0.0, 1.0]) / np.sqrt(2))
+    np.testing.assert_allclose(out[0], (w / w.sum()) @ x, rtol=1e-6)
+    np.testing.assert_allclose(out, _numpy_attention(x, x, x), rtol=1e-6)
+
+
+def test_cross_attention_with_mask_and_two_heads(getkey):
+    q = np.asarray(jax.random.normal(getkey(), (3, 4)))
+    kv = np.asarray(jax.random.normal(getkey(), (5, 4)))
+    mask = np.array([[1, 1, 0, 0, 1], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)
+    attention = eqx.filter_jit(_identity_attention(4, 2))
+    out = attention(jnp.asarray(q), jnp.asarray(kv), jnp.asarray(mask))
+    expected = np.concatenate(
+        [_numpy_attention(q[:, s], kv[:, s], kv[:, s], mask) for s in (slice(0, 2), slice(2, 4))],
+        axis=1,
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    per_head = np.stack([mask, np.ones_like(mask)])
+    out_heads = attention(jnp.asarray(q), jnp.asarray(kv), jnp.asarray(per_head))
+    np.testing.assert_allclose(out_heads[:, :2], expected[:, :2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out_heads[:, 2:], _numpy_attention(q[:, 2:], kv[:, 2:], kv[:, 2:]), rtol=1e-5, atol=1e-6
+    )
+
+
+def _plain_core(q, k, v, mask, keep):
+    logits = jnp.einsum("hqd,hkd->hqk", q, k)
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+    weights = jax.nn.softmax(logits, axis=-1)
+    if keep is not None:
+        weights = weights * keep
+    return jnp.einsum("hqk,hkd->hqd", weights, v)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("with_keep", [False, True])
+def test_core_gradients_equal_plain_autodiff(getkey, with_mask, with_keep):
+    q, k, v = (jax.random.normal(getkey(), (2, n, 4)) for n in (3, 5, 5))
+    mask = jax.random.bernoulli(getkey(), 0.6, (1, 3, 5)) if with_mask else None
+    if with_mask:
+        mask = mask.at[0, 0].set(False)  # A fully masked row.
+    keep = 2.0 * jax.random.bernoulli(getkey(), 0.5, (2, 3, 5)) if with_keep else None
+    cotangent = jax.random.normal(getkey(), (2, 3, 4))
+
+    def loss(core):
+        return lambda q, k, v: jnp.sum(core(q, k, v, mask, keep) * cotangent)
+
+    ours = jax.jit(jax.value_and_grad(loss(dot_product_attention_core), argnums=(0, 1, 2)))
+    plain = jax.jit(jax.value_and_grad(loss(_plain_core), argnums=(0, 1, 2)))
+    for a, b in zip(jax.tree.leaves(ours(q, k, v)), jax.tree.leaves(plain(q, k, v))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_needs_a_key_and_is_off_in_inference(getkey):
+    attention = MultiHeadDotProductAttention(8, 2, dropout_rate=0.5, key=getkey())
+    x = jax.random.normal(getkey(), (4, 8))
+    with pytest.raises(ValueError, match="`key` is required for attention dropout"):
+        attention(x)
+    a, b = (eqx.filter_jit(attention)(x, key=getkey()) for _ in range(2))
+    assert not np.allclose(a, b)
+    inference = eqx.filter_jit(eqx.nn.inference_mode(attention))
+    np.testing.assert_array_equal(inference(x), inference(x, key=getkey()))
+
+
+def test_shape_dtype_and_errors(getkey):
+    attention = MultiHeadDotProductAttention(8, 2, kv_dim=6, key=getkey())
+    out = eqx.filter_eval_shape(attention, jnp.ones((3, 8)), jnp.ones((5, 6)))
+    assert out.shape == (3, 8) and out.dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"`dim` \(=8\) must be divisible by `num_heads` \(=3\)"):
+        MultiHeadDotProductAttention(8, 3, key=getkey())
+    with pytest.raises(jaxtyping.TypeCheckError, match="k"):
+        attention(jnp.ones((3, 8)), jnp.ones((5, 6)), jnp.ones((3, 4), bool))
+    with pytest.raises(jaxtyping.TypeCheckError, match="q dim"):
+        attention(jnp.ones((2, 3, 8)))

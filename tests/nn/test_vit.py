@@ -1,0 +1,102 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jaxtyping
+import numpy as np
+import pytest
+
+from scenic_eqx import nn
+from scenic_eqx.nn import ViT
+
+TINY = dict(num_classes=3, patch_size=8, hidden_size=16, num_layers=2, num_heads=2, mlp_dim=32,
+            image_size=16)
+
+
+@pytest.mark.parametrize(
+    "classifier, posemb, extra",
+    [
+        ("token", "learn", {"dropout_rate": 0.1, "stochastic_depth": 0.1}),
+        ("gap", "sincos2d", {"representation_size": 8}),
+        ("map", "learn", {"scan_layers": True}),
+    ],
+)
+def test_tiny_finite_and_every_parameter_gets_a_gradient(getkey, classifier, posemb, extra):
+    model = ViT(**TINY, classifier=classifier, posemb=posemb, **extra, key=getkey())
+    images = jax.random.normal(getkey(), (2, 16, 16, 3))
+    keys = jax.random.split(getkey(), 2)
+
+    @eqx.filter_jit
+    @eqx.filter_value_and_grad
+    def loss(model, images, keys):
+        logits = jax.vmap(lambda x, k: model(x, key=k))(images, keys)
+        return jnp.sum(jnp.sin(logits))
+
+    value, grads = loss(model, images, keys)
+    assert np.isfinite(value)
+    leaves = jax.tree_util.tree_leaves_with_path(eqx.filter(grads, eqx.is_inexact_array))
+    assert leaves
+    for path, grad in leaves:
+        assert np.all(np.isfinite(grad)), jax.tree_util.keystr(path)
+        assert np.any(grad != 0), f"no gradient for {jax.tree_util.keystr(path)}"
+
+
+def test_features_inference_and_one_trace_per_shape(getkey):
+    model = eqx.nn.inference_mode(ViT(**TINY, dropout_rate=0.5, key=getkey()))
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def features(model, x):
+        return jax.vmap(model.features)(x)
+
+    x = jax.random.normal(getkey(), (2, 16, 16, 3))
+    out = features(model, x)
+    features(model, x + 1)
+    assert {k: v.shape for k, v in out.items()} == {
+        "stem": (2, 4, 16), "encoder_out": (2, 5, 16), "pre_logits": (2, 16), "logits": (2, 3)
+    }
+    assert out["logits"].dtype == jnp.float32
+    np.testing.assert_allclose(out["pre_logits"], out["encoder_out"][:, 0])
+
+
+def test_names_for_weight_import(getkey):
+    model = ViT(**TINY, key=getkey())
+    block = model.encoder.blocks[1]
+    shapes = {
+        "embedding.weight": (model.embedding.weight.shape, (16, 3, 8, 8)),
+        "cls_token": (model.cls_token.shape, (1, 16)),
+        "pos_embedding.weight": (model.pos_embedding.weight.shape, (5, 16)),
+        "attention.query": (block.attention.query.weight.shape, (16, 16)),
+        "attention.out": (block.attention.out.weight.shape, (16, 16)),
+        "mlp.dense1": (block.mlp.dense1.weight.shape, (32, 16)),
+        "encoder.norm": (model.encoder.norm.weight.shape, (16,)),
+        "head": (model.head.weight.shape, (3, 16)),
+    }
+    for name, (got, expected) in shapes.items():
+        assert got == expected, name
+
+
+def test_registry_b16_has_the_published_parameter_count():
+    # ViT-B/16 at 224 with 1000 classes: 86,567,656 parameters (as timm's vit_base_patch16_224).
+    model = eqx.filter_eval_shape(nn.create, "vit_b16", num_classes=1000, key=jax.random.key(0))
+    leaves = [x for x in jax.tree.leaves(model) if isinstance(x, jax.ShapeDtypeStruct)]
+    sizes = [x.size for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+    assert sum(sizes) == 86_567_656
+    for name in ["vit_ti16", "vit_s16", "vit_s32", "vit_b32", "vit_l16", "vit_h14"]:
+        assert name in nn.list_models()
+
+
+def test_errors(getkey):
+    tiny = dict(TINY)
+    with pytest.raises(ValueError, match=r"`hidden_size` \(=16\) must be divisible by `num_heads` \(=3\)"):
+        ViT(**{**tiny, "num_heads": 3}, key=getkey())
+    with pytest.raises(ValueError, match=r"`image_size` \(=20\) must be divisible by `patch_size` \(=8\)"):
+        ViT(**{**tiny, "image_size": 20}, key=getkey())
+    with pytest.raises(ValueError, match=r"Unknown `classifier` \(='cls'\); choose from \('token', 'gap', 'map'\)"):
+        ViT(**tiny, classifier="cls", key=getkey())
+    with pytest.raises(ValueError, match=r"Unknown `posemb` \(='sincos'\)"):
+        ViT(**tiny, posemb="sincos", key=getkey())
+    model = ViT(**tiny, key=getkey())
+    with pytest.raises(ValueError, match=r"input size \(=24x24\) must equal `image_size` \(=16x16\)"):
+        model(jnp.ones((24, 24, 3)))
+    with pytest.raises(jaxtyping.TypeCheckError, match="height width channels"):
+        model(jnp.ones((2, 16, 16, 3)))
