@@ -1,13 +1,16 @@
 """Datasets by name: `get_dataset("digits", batch_size=32)`.
 
 Each entry names a TFDS dataset and its splits; adding a TFDS catalogue dataset is one
-line, e.g. `"mnist": _Entry("mnist", train="train", valid="test", test="test")`.
+line, e.g. `"mnist": _Entry("mnist", train="train", valid="test", test="test")`. A
+`_Builder` entry instead names a function that builds the `Dataset` itself and declares
+the dataset's own arguments (`root`, `image_size`, ...) in its signature.
 TensorFlow is imported only inside `get_dataset`.
 """
 
 import dataclasses
 import difflib
 import importlib
+import inspect
 import os
 from typing import Any
 
@@ -28,9 +31,29 @@ class _Entry:
     local_builder_module: str | None = None
 
 
-_DATASETS: dict[str, _Entry] = {
+@dataclasses.dataclass(frozen=True)
+class _Builder:
+    """A dataset built by `module.function`, not read from a TFDS builder by name.
+
+    The function is called with the keyword arguments `batch_size`, `eval_batch_size`,
+    `shuffle_seed`, `process_index` and `process_count` (checked by `get_dataset`) and
+    those of `get_dataset`'s `**kwargs` (and `data_dir`, if given) that it declares as
+    keyword parameters; it returns the `Dataset`.
+    """
+
+    module: str
+    function: str
+
+
+# The arguments that `get_dataset` itself checks and passes to every `_Builder`.
+_COMMON_ARGUMENTS = ("batch_size", "eval_batch_size", "shuffle_seed", "process_index", "process_count")
+
+_DATASETS: dict[str, _Entry | _Builder] = {
     # No validation split of its own: `valid_iter` and `test_iter` both read `test`.
     "digits": _Entry("digits", "train", "test", "test", "scenic_eqx.data._digits"),
+    "arrays": _Builder("scenic_eqx.data._arrays", "arrays_dataset"),
+    "image_folder": _Builder("scenic_eqx.data._image_folder", "image_folder_dataset"),
+    "video_tfrecord": _Builder("scenic_eqx.data._video", "video_tfrecord_dataset"),
 }
 
 # Options of the tf.data pipelines that `get_dataset` passes through (see `_pipeline`).
@@ -90,8 +113,11 @@ def get_dataset(
         shuffle_seed: seed of the training order; the same seed gives the same batches.
         process_index: this host's index; defaults to `jax.process_index()`.
         process_count: the number of hosts; defaults to `jax.process_count()`.
-        **kwargs: pipeline options: `shuffle_buffer_size` (training), `cache` and
-            `prefetch` (both).
+        **kwargs: for a TFDS dataset, pipeline options: `shuffle_buffer_size`
+            (training), `cache` and `prefetch` (both). Datasets built otherwise declare
+            their own: `arrays` (see `from_arrays`), `image_folder` (see
+            `image_folder_dataset`) and `video_tfrecord` (see `video_tfrecord_dataset`);
+            `docs/bring_your_own_data.md` shows each.
 
     Returns:
         A `Dataset`. For `digits`, `valid_iter` and `test_iter` are both passes over
@@ -104,11 +130,23 @@ def get_dataset(
             f"Unknown dataset `name` (={name!r}).{hint} "
             f"Known datasets: {', '.join(list_datasets())}."
         )
-    unknown = sorted(set(kwargs) - set(_TRAIN_OPTIONS))
+    entry = _DATASETS[name]
+    if isinstance(entry, _Builder):
+        build = getattr(importlib.import_module(entry.module), entry.function)
+        if data_dir is not None:
+            kwargs = {**kwargs, "data_dir": data_dir}
+        known = [
+            p.name
+            for p in inspect.signature(build).parameters.values()
+            if p.kind == p.KEYWORD_ONLY and p.name not in _COMMON_ARGUMENTS
+        ]
+    else:
+        known = _TRAIN_OPTIONS
+    unknown = sorted(set(kwargs) - set(known))
     if unknown:
         raise TypeError(
-            f"Unknown option(s) {', '.join(unknown)} for `get_dataset`; "
-            f"known: {', '.join(_TRAIN_OPTIONS)}."
+            f"Unknown option(s) {', '.join(unknown)} for `get_dataset` of {name!r}; "
+            f"known: {', '.join(known)}."
         )
     batch_size = check_positive_int("batch_size", batch_size)
     eval_batch_size = check_positive_int(
@@ -120,10 +158,18 @@ def get_dataset(
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     process_index, process_count = check_process(process_index, process_count)
+    if isinstance(entry, _Builder):
+        return build(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            shuffle_seed=shuffle_seed,
+            process_index=process_index,
+            process_count=process_count,
+            **kwargs,
+        )
 
     from . import _pipeline
 
-    entry = _DATASETS[name]
     builder = _prepared_builder(name, entry, data_dir)
     hosts = {"process_index": process_index, "process_count": process_count}
     eval_options = {k: v for k, v in kwargs.items() if k in _EVAL_OPTIONS}
