@@ -64,6 +64,8 @@ def _check_divisible(x, local: int) -> None:
 def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     """Turns this host's batch (numpy or jax arrays) into global arrays split on `"data"`.
 
+    Arrays that are already global and split on `"data"` are returned as they are.
+
     Raises:
         ValueError: if the host batch size does not divide by the host's device count.
     """
@@ -71,6 +73,9 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     local = num_local_devices(mesh)
 
     def put(x):
+        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+            # Already a global array split on "data" (`data.prefetch_to_mesh` makes them).
+            return x
         _check_divisible(x, local)
         return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
