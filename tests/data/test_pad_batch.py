@@ -75,3 +75,23 @@ def test_check_positive_int_rejects_non_integers(value):
 def test_check_positive_int_accepts_numpy_integers():
     assert check_positive_int("batch_size", np.int32(3)) == 3
     assert type(check_positive_int("batch_size", np.int32(3))) is int
+
+
+def test_pads_nested_label_pytrees():
+    batch = {
+        "inputs": np.ones((2, 3), np.float32),
+        "label": {
+            "boxes": np.full((2, 4, 4), 0.5, np.float32),
+            "labels": np.array([[1, 2, 0, 0], [3, 0, 0, 0]], np.int32),
+            "box_mask": np.array([[1, 1, 0, 0], [1, 0, 0, 0]], np.float32),
+        },
+    }
+    padded = pad_batch(batch, 3)
+    assert set(padded) == {"inputs", "label", "batch_mask"}
+    assert set(padded["label"]) == {"boxes", "labels", "box_mask"}
+    np.testing.assert_array_equal(padded["label"]["labels"], [[1, 2, 0, 0], [3, 0, 0, 0], [0] * 4])
+    np.testing.assert_array_equal(padded["label"]["boxes"][2], 0.0)
+    assert padded["label"]["boxes"].shape == (3, 4, 4) and padded["label"]["labels"].dtype == np.int32
+    np.testing.assert_array_equal(padded["batch_mask"], [1, 1, 0])
+    with pytest.raises(ValueError, match=r"leading size; got leading sizes .*'label/boxes': 1"):
+        pad_batch({**batch, "label": {**batch["label"], "boxes": np.zeros((1, 4))}}, 3)
