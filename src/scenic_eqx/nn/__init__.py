@@ -2,8 +2,10 @@
 
 from ._attention import MultiHeadDotProductAttention as MultiHeadDotProductAttention
 from ._attention import dot_product_attention_core as dot_product_attention_core
+from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
 from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
 from ._fully_connected import FullyConnected as FullyConnected
+from ._group_norm import GroupNorm as GroupNorm
 from ._layer_norm import LayerNorm as LayerNorm, normalize as normalize
 from ._map_head import MAPHead as MAPHead
 from ._mixer import MIXER_VARIANTS as MIXER_VARIANTS
@@ -14,6 +16,9 @@ from ._position_embedding import LearnedPositionEmbedding as LearnedPositionEmbe
 from ._position_embedding import SinCos2DPositionEmbedding as SinCos2DPositionEmbedding
 from ._position_embedding import posemb_sincos_2d as posemb_sincos_2d
 from ._registry import create as create, list_models as list_models
+from ._resnet import RESNET_VARIANTS as RESNET_VARIANTS, ResNet as ResNet
 from ._simple_cnn import SimpleCNN as SimpleCNN
 from ._stochastic_depth import StochasticDepth as StochasticDepth
+from ._unet import UNet as UNet
 from ._vit import VIT_VARIANTS as VIT_VARIANTS, ViT as ViT
+from ._weight_standardized_conv import StdConv2d as StdConv2d

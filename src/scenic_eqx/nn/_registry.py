@@ -12,14 +12,24 @@ from typing import Any
 import equinox as eqx
 from jaxtyping import PRNGKeyArray
 
+from ._bit import BiTResNet
 from ._fully_connected import FullyConnected
 from ._mixer import MIXER_VARIANTS, MlpMixer
+from ._resnet import ResNet
 from ._simple_cnn import SimpleCNN
+from ._unet import UNet
 from ._vit import VIT_VARIANTS, ViT
 
 _MODELS: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any]]] = {
     "fully_connected": (FullyConnected, {}),
     "simple_cnn": (SimpleCNN, {}),
+    **{f"resnet{depth}": (ResNet, {"depth": depth}) for depth in (18, 34, 50, 101, 152)},
+    # BiT's width factor k is `width=64 * k`: "R50x3" -> "bit_r50x3".
+    **{
+        f"bit_r{depth}x{k}": (BiTResNet, {"depth": depth, "width": 64 * k})
+        for depth, k in ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2))
+    },
+    "unet": (UNet, {}),
     # "B/16" -> "vit_b16"; image_size defaults to 224 in the constructor.
     **{f"vit_{v.replace('/', '').lower()}": (ViT, kw) for v, kw in VIT_VARIANTS.items()},
     **{f"mixer_{v.replace('/', '').lower()}": (MlpMixer, kw) for v, kw in MIXER_VARIANTS.items()},
