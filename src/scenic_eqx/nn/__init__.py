@@ -19,6 +19,8 @@ from ._registry import create as create, list_models as list_models
 from ._resnet import RESNET_VARIANTS as RESNET_VARIANTS, ResNet as ResNet
 from ._simple_cnn import SimpleCNN as SimpleCNN
 from ._stochastic_depth import StochasticDepth as StochasticDepth
+from ._tubelet_embedding import TubeletEmbedding as TubeletEmbedding
 from ._unet import UNet as UNet
 from ._vit import VIT_VARIANTS as VIT_VARIANTS, ViT as ViT
+from ._vivit import VIVIT_VARIANTS as VIVIT_VARIANTS, ViViT as ViViT
 from ._weight_standardized_conv import StdConv2d as StdConv2d

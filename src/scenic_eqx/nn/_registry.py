@@ -19,6 +19,7 @@ from ._resnet import ResNet
 from ._simple_cnn import SimpleCNN
 from ._unet import UNet
 from ._vit import VIT_VARIANTS, ViT
+from ._vivit import VIVIT_VARIANTS, ViViT
 
 _MODELS: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any]]] = {
     "fully_connected": (FullyConnected, {}),
@@ -33,6 +34,8 @@ _MODELS: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any]]] = {
     # "B/16" -> "vit_b16"; image_size defaults to 224 in the constructor.
     **{f"vit_{v.replace('/', '').lower()}": (ViT, kw) for v, kw in VIT_VARIANTS.items()},
     **{f"mixer_{v.replace('/', '').lower()}": (MlpMixer, kw) for v, kw in MIXER_VARIANTS.items()},
+    # "B/16x2" -> "vivit_b16x2"; 32 frames of 224x224 by default, as in the paper.
+    **{f"vivit_{v.replace('/', '').lower()}": (ViViT, kw) for v, kw in VIVIT_VARIANTS.items()},
 }
 
 
