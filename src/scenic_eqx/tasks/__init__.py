@@ -1,7 +1,19 @@
 """Task objects: a loss and `(value_sum, normalizer)` metrics, weighted by `batch_mask`."""
 
+from ._box_ops import (
+    box_cxcywh_to_xyxy as box_cxcywh_to_xyxy,
+    box_iou as box_iou,
+    box_xyxy_to_cxcywh as box_xyxy_to_cxcywh,
+    generalized_box_iou as generalized_box_iou,
+)
 from ._classification import ClassificationTask as ClassificationTask
 from ._encoder_decoder import EncoderDecoderTask as EncoderDecoderTask
+from ._matchers import (
+    greedy_matcher as greedy_matcher,
+    hungarian_jax_matcher as hungarian_jax_matcher,
+    hungarian_matcher as hungarian_matcher,
+    sinkhorn_matcher as sinkhorn_matcher,
+)
 from ._multilabel import MultiLabelClassificationTask as MultiLabelClassificationTask
 from ._registry import create_task as create_task, list_tasks as list_tasks
 from ._segmentation import SegmentationTask as SegmentationTask
