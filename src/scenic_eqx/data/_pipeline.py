@@ -42,14 +42,34 @@ def _with_mask(example: dict) -> dict:
     return {**example, "batch_mask": tf.constant(1.0, tf.float32)}
 
 
-def _read(builder, split, *, shuffle_seed: int | None) -> tf.data.Dataset:
+def _map(ds: tf.data.Dataset, fn: Callable) -> tf.data.Dataset:
+    # Preprocessing is graph code already (tf.cond, not Python `if`): AutoGraph has
+    # nothing to convert, and it warns when it cannot read a function's source (as under
+    # the jaxtyping import hook of the tests).
+    fn = tf.autograph.experimental.do_not_convert(fn)
+    return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _leaves(spec, path: str = ""):
+    """`(path, leaf)` pairs of nested dicts, paths joined by "/"."""
+    if not isinstance(spec, dict):
+        yield path, spec
+        return
+    for key, value in spec.items():
+        yield from _leaves(value, f"{path}/{key}" if path else key)
+
+
+def _read(builder, split, *, shuffle_seed: int | None, decoders=None) -> tf.data.Dataset:
     read_config = tfds.ReadConfig(
         shuffle_seed=shuffle_seed,
         # We cache explicitly where wanted; TFDS's own autocache would cache twice.
         try_autocache=False,
     )
     return builder.as_dataset(
-        split=split, shuffle_files=shuffle_seed is not None, read_config=read_config
+        split=split,
+        shuffle_files=shuffle_seed is not None,
+        read_config=read_config,
+        decoders=decoders,
     )
 
 
@@ -69,6 +89,8 @@ def train_batches(
     shuffle_buffer_size: int = 10_000,
     cache: bool = True,
     prefetch: int = 2,
+    random_preprocess_fn: Callable[[dict, tf.Tensor], dict] | None = None,
+    decoders: dict | None = None,
 ) -> Iterator[Batch]:
     """An infinite iterator of shuffled training batches of this host's share of `split`.
 
@@ -87,6 +109,10 @@ def train_batches(
         shuffle_buffer_size: size of the example shuffle buffer.
         cache: keep the decoded split in memory after the first epoch (small datasets).
         prefetch: batches prepared ahead.
+        random_preprocess_fn: seeded augmentation that replaces `preprocess_fn`, after
+            the cache (see `train_pipeline`).
+        decoders: TFDS decoders of the features (e.g. `tfds.decode.SkipDecoding()` for
+            an image that `random_preprocess_fn` decodes itself).
 
     Returns:
         An iterator of numpy dicts `inputs` `[batch_size, ...]`, `label`
@@ -102,7 +128,7 @@ def train_batches(
             f"Split {split!r} has no examples for `process_index` (={process_index}) "
             f"of `process_count` (={process_count})."
         )
-    ds = _read(builder, host_split, shuffle_seed=shuffle_seed)
+    ds = _read(builder, host_split, shuffle_seed=shuffle_seed, decoders=decoders)
     return train_pipeline(
         ds,
         batch_size=batch_size,
@@ -111,6 +137,7 @@ def train_batches(
         shuffle_buffer_size=shuffle_buffer_size,
         cache=cache,
         prefetch=prefetch,
+        random_preprocess_fn=random_preprocess_fn,
     )
 
 
@@ -147,12 +174,12 @@ def train_pipeline(
     ds = ds.repeat()
     ds = ds.shuffle(shuffle_buffer_size, seed=shuffle_seed)
     if random_preprocess_fn is None:
-        ds = ds.map(lambda x: _with_mask(preprocess_fn(x)), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _map(ds, lambda x: _with_mask(preprocess_fn(x)))
     else:
         seeds = tf.data.Dataset.random(seed=shuffle_seed).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
+        ds = _map(
+            tf.data.Dataset.zip(ds, seeds),
             lambda x, seed: _with_mask(random_preprocess_fn(x, seed)),
-            num_parallel_calls=tf.data.AUTOTUNE,
         )
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.prefetch(prefetch)
@@ -188,6 +215,7 @@ def eval_batches(
     preprocess_fn: Preprocess = image_classification,
     cache: bool = True,
     prefetch: int = 2,
+    decoders: dict | None = None,
 ) -> EvalBatches:
     """This host's share of `split` in padded batches, one fresh pass per `iter()`.
 
@@ -205,6 +233,7 @@ def eval_batches(
         preprocess_fn: maps a TFDS example to fixed-shape `inputs` and `label`.
         cache: keep the decoded split in memory after the first pass.
         prefetch: batches prepared ahead.
+        decoders: TFDS decoders of the features, as in `train_batches`.
 
     Returns:
         An `EvalBatches` of numpy dicts `inputs` `[batch_size, ...]`, `label`
@@ -214,7 +243,7 @@ def eval_batches(
     process_index, process_count = check_process(process_index, process_count)
     host_splits = tfds.even_splits(split, n=process_count, drop_remainder=False)
     counts = [_num_examples(builder, s) for s in host_splits]
-    ds = _read(builder, host_splits[process_index], shuffle_seed=None)
+    ds = _read(builder, host_splits[process_index], shuffle_seed=None, decoders=decoders)
     return eval_pipeline(
         ds,
         host_counts=counts,
@@ -259,15 +288,16 @@ def eval_pipeline(
     num_padding = num_batches * batch_size - host_counts[process_index]
     if cache:
         ds = ds.cache()
-    ds = ds.map(lambda x: _with_mask(preprocess_fn(x)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _map(ds, lambda x: _with_mask(preprocess_fn(x)))
     spec = ds.element_spec
-    for key, value in spec.items():
+    # Label pytrees (detection's boxes, labels, box_mask) nest: pad every leaf.
+    for key, value in _leaves(spec):
         if not value.shape.is_fully_defined():
             raise ValueError(
                 f"`preprocess_fn` must give fixed shapes to pad evaluation batches; "
                 f"{key!r} has shape {value.shape}."
             )
-    padding = {key: tf.zeros(value.shape, value.dtype) for key, value in spec.items()}
+    padding = tf.nest.map_structure(lambda value: tf.zeros(value.shape, value.dtype), spec)
     ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_padding))
     ds = ds.batch(batch_size, drop_remainder=True).prefetch(prefetch)
     return EvalBatches(ds, num_batches)

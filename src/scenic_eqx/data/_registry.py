@@ -51,6 +51,16 @@ _COMMON_ARGUMENTS = ("batch_size", "eval_batch_size", "shuffle_seed", "process_i
 _DATASETS: dict[str, _Entry | _Builder] = {
     # No validation split of its own: `valid_iter` and `test_iter` both read `test`.
     "digits": _Entry("digits", "train", "test", "test", "scenic_eqx.data._digits"),
+    # The TFDS catalogue, with each dataset's preprocessing and augmentation; read from
+    # `data_dir` where prepared, never downloaded (`mnist` falls back to an offline copy).
+    "mnist": _Builder("scenic_eqx.data._catalogue", "mnist"),
+    "fashion_mnist": _Builder("scenic_eqx.data._catalogue", "fashion_mnist"),
+    "cifar10": _Builder("scenic_eqx.data._catalogue", "cifar10"),
+    "cifar100": _Builder("scenic_eqx.data._catalogue", "cifar100"),
+    "svhn_cropped": _Builder("scenic_eqx.data._catalogue", "svhn_cropped"),
+    "imagenet2012": _Builder("scenic_eqx.data._catalogue", "imagenet2012"),
+    "oxford_iiit_pet": _Builder("scenic_eqx.data._catalogue", "oxford_iiit_pet"),
+    "coco/2017": _Builder("scenic_eqx.data._coco", "coco"),
     "arrays": _Builder("scenic_eqx.data._arrays", "arrays_dataset"),
     "image_folder": _Builder("scenic_eqx.data._image_folder", "image_folder_dataset"),
     "video_tfrecord": _Builder("scenic_eqx.data._video", "video_tfrecord_dataset"),
@@ -118,7 +128,10 @@ def get_dataset(
             (training), `cache` and `prefetch` (both). Datasets built otherwise declare
             their own: `arrays` (see `from_arrays`), `image_folder` (see
             `image_folder_dataset`) and `video_tfrecord` (see `video_tfrecord_dataset`);
-            `docs/bring_your_own_data.md` shows each.
+            `docs/bring_your_own_data.md` shows each. The TFDS catalogue datasets
+            (`cifar10`, `imagenet2012`, `coco/2017`, ...) take `shuffle_buffer_size`,
+            `cache`, `prefetch` and their own (`augment`, `randaugment`, `image_size`,
+            `task`, `max_boxes`, `manual_dir`; see `_catalogue.py` and `_coco.py`).
 
     Returns:
         A `Dataset`. For `digits`, `valid_iter` and `test_iter` are both passes over

@@ -1,0 +1,123 @@
+"""`coco/2017` for detection: square padded images and a fixed number of boxes.
+
+Each image is resized to fit in an `image_size` square, keeping its aspect ratio, and
+zero-padded at the bottom and right. Its objects become the label pytree
+
+- `boxes`: float32 `[max_boxes, 4]`, `(cx, cy, w, h)` normalised to the padded square
+  (as DETR predicts them);
+- `labels`: int32 `[max_boxes]`, TFDS's classes 0..79;
+- `box_mask`: float32 `[max_boxes]`, 1.0 for a real box and 0.0 for padding (whose
+  box and label are 0).
+
+Crowd annotations and empty boxes are dropped; objects past `max_boxes` are cut (COCO
+2017 has at most 93 objects per image). Training flips images and boxes left-right
+with probability 1/2. Importing this module imports TensorFlow.
+
+Reference: Lin et al., "Microsoft COCO: Common Objects in Context", ECCV 2014; the box
+format of Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020.
+"""
+
+import numbers
+
+import tensorflow as tf
+
+from . import _preprocess as pp
+from ._catalogue import _build, _finish, prepared_builder
+from ._dataset import Dataset
+
+
+def detection_label(objects: dict, scale: tf.Tensor, max_boxes: int) -> dict:
+    """The label pytree of one image's TFDS `objects`.
+
+    Arguments:
+        objects: `bbox` float32 `[n, 4]` (`ymin, xmin, ymax, xmax` in [0, 1] of the
+            image), `label` int `[n]`, `is_crowd` bool `[n]`.
+        scale: float32 `[2]`, the image's `(height, width)` as fractions of the padded
+            square (`resize_and_pad`'s second output).
+        max_boxes: boxes kept and padded to.
+
+    Returns:
+        `{"boxes": [max_boxes, 4], "labels": [max_boxes], "box_mask": [max_boxes]}`.
+    """
+    ymin, xmin, ymax, xmax = tf.unstack(objects["bbox"], num=4, axis=-1)
+    keep = tf.logical_and(~objects["is_crowd"], tf.logical_and(ymax > ymin, xmax > xmin))
+    box = tf.stack(
+        [(xmin + xmax) / 2 * scale[1], (ymin + ymax) / 2 * scale[0], (xmax - xmin) * scale[1], (ymax - ymin) * scale[0]],
+        axis=-1,
+    )
+    box = tf.boolean_mask(box, keep)[:max_boxes]
+    labels = tf.cast(tf.boolean_mask(objects["label"], keep)[:max_boxes], tf.int32)
+    padding = max_boxes - tf.shape(labels)[0]
+    return {
+        "boxes": tf.ensure_shape(tf.pad(box, [[0, padding], [0, 0]]), [max_boxes, 4]),
+        "labels": tf.ensure_shape(tf.pad(labels, [[0, padding]]), [max_boxes]),
+        "box_mask": tf.ensure_shape(tf.pad(tf.ones_like(labels, tf.float32), [[0, padding]]), [max_boxes]),
+    }
+
+
+def flip_boxes(bbox: tf.Tensor) -> tf.Tensor:
+    """`ymin, xmin, ymax, xmax` boxes `[n, 4]` of an image mirrored left-right."""
+    ymin, xmin, ymax, xmax = tf.unstack(bbox, num=4, axis=-1)
+    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
+
+
+def coco(
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    shuffle_seed: int,
+    process_index: int,
+    process_count: int,
+    data_dir: str | None = None,
+    image_size: int = 512,
+    max_boxes: int = 100,
+    shuffle_buffer_size: int = 10_000,
+    cache: bool = False,
+    prefetch: int = 2,
+) -> Dataset:
+    """COCO 2017 detection (80 classes): train on `train`, evaluate on `validation`.
+
+    Arguments:
+        image_size: side of the padded square inputs.
+        max_boxes: boxes per image in the label (at least COCO's 93 keeps every one).
+        The others: as in `small_image_dataset` of `_catalogue.py`.
+    """
+    pp.image_size("image_size", image_size)
+    if isinstance(max_boxes, bool) or not isinstance(max_boxes, numbers.Integral) or max_boxes < 1:
+        raise ValueError(f"`max_boxes` (={max_boxes!r}) must be a positive integer.")
+    mean, std = pp.IMAGENET_MEAN, pp.IMAGENET_STD
+    builder = prepared_builder("coco/2017", data_dir)
+
+    def preprocess(example: dict, seed: tf.Tensor | None = None) -> dict:
+        image, objects = example["image"], dict(example["objects"])
+        if seed is not None:
+            flip = tf.random.stateless_uniform([], seed) < 0.5
+            image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
+            objects["bbox"] = tf.cond(flip, lambda: flip_boxes(objects["bbox"]), lambda: objects["bbox"])
+        image, scale = pp.resize_and_pad(image, image_size)
+        # The padding stays 0 after normalising: it carries no signal.
+        height, width = tf.unstack(tf.cast(tf.round(scale * image_size), tf.int32))
+        rows, cols = tf.range(image_size)[:, None], tf.range(image_size)[None, :]
+        inside = tf.logical_and(rows < height, cols < width)[..., None]
+        inputs = tf.where(inside, _finish(image, mean, std), 0.0)
+        return {"inputs": inputs, "label": detection_label(objects, scale, max_boxes)}
+
+    return _build(
+        "coco/2017",
+        builder,
+        train_fn=preprocess,
+        eval_fn=preprocess,
+        train="train",
+        valid="validation",
+        test="validation",
+        num_classes=builder.info.features["objects"]["label"].num_classes,
+        max_boxes=max_boxes,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        shuffle_seed=shuffle_seed,
+        process_index=process_index,
+        process_count=process_count,
+        shuffle_buffer_size=shuffle_buffer_size,
+        cache=cache,
+        prefetch=prefetch,
+    )
