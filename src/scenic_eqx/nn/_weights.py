@@ -1,0 +1,310 @@
+"""Pretrained weights, matched by name: `load_weights(model, path)`.
+
+Each checkpoint format has a table of renaming rules (`_weights_google.py`,
+`_weights_torch.py`) from its keys to our module paths (`encoder.blocks[0].norm1.weight`),
+with the layout change of each array. The model's arrays are then replaced path by path,
+never by position, and every array is checked: a parameter the model has and the file
+lacks, or the reverse, is named; so is a shape that differs.
+"""
+
+import os
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _weights_google as google
+from . import _weights_torch as torch_formats
+from ._layer_norm import LayerNorm
+from ._mixer import MlpMixer
+from ._mlp_block import MlpBlock
+from ._posemb_resample import adapt_posemb
+from ._position_embedding import LearnedPositionEmbedding
+from ._resnet import ResNet
+from ._vit import ViT
+from ._weights_rules import Rule, apply_rules
+
+_Converted = dict[str, tuple[np.ndarray, str]]
+
+
+def load_weights(model: eqx.Module, path: str | os.PathLike, *, strict: bool = True) -> Any:
+    """Loads a published checkpoint into `model`, matching parameters by name.
+
+    Formats, told apart by the file's extension and key names:
+
+    - Google Flax `.npz`: ViT (original/AugReg layout, big_vision's per-block and
+      stacked `scan=True` layouts, MAP heads) and MLP-Mixer.
+    - `.safetensors` from timm (ViT, Mixer, ResNet; torchvision's ResNet names are
+      timm's) or Hugging Face transformers (`ViTForImageClassification`/`ViTModel`,
+      `ResNetForImageClassification`/`ResNetModel`; a `config.json` beside the file
+      is read for the activation and LayerNorm epsilon, and checked for ResNet).
+
+    The model is also made to compute as the checkpoint's source did: GELU is set to
+    the tanh approximation for Google checkpoints and to the exact form for timm and
+    transformers, and LayerNorm eps to 1e-6 (Google, timm) or transformers' configured
+    value (1e-12 by default), whatever the model was built with.
+
+    A checkpoint whose head has another number of classes leaves the model's own,
+    freshly initialised `head` in place, with a warning: the usual start of fine-tuning.
+    Learned position embeddings of another grid size are resampled bilinearly
+    (`resample_posemb_grid`; the class-token row is kept), as for fine-tuning at a
+    higher resolution.
+
+    BatchNorm running statistics (ResNet) go into the initial value of each
+    `eqx.nn.StateIndex`, so the state to use is `eqx.nn.State(model)` of the returned
+    model. Build the model directly (`ResNet(...)` or `create(...)`), not with
+    `eqx.nn.make_with_state`, which strips those initial values.
+
+    Arguments:
+        model: a `ViT`, `MlpMixer` or `ResNet`, built with the checkpoint's
+            architecture (`create("vit_b16", num_classes=..., key=...)`).
+        path: the checkpoint file.
+        strict: if `True`, a parameter of the model missing from the file, or an
+            array of the file with no place in the model, is an error; if `False`, a
+            warning (missing parameters keep their initial values, extra arrays are
+            ignored). A shape mismatch is always an error.
+
+    Returns:
+        The model with the checkpoint's weights (and numerics).
+
+    Raises:
+        ValueError: on an unsupported file or model, missing or unexpected parameters
+            (with `strict=True`) or a shape mismatch; the message names each one.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`path` (={path!r}) is not a file")
+    converted, unmatched, origins, numerics, description = _convert(model, path)
+    if numerics is not None:
+        model = _set_numerics(model, *numerics)
+    if isinstance(model, ViT):
+        converted = _fit_vit(model, converted, path)
+    return _assign(model, converted, unmatched, origins, path, description, strict)
+
+
+def _convert(model: eqx.Module, path: str):
+    """Renames the file's arrays to module paths by the rules of its format."""
+    extension = os.path.splitext(path)[1].lower()
+    kind = type(model).__name__
+    origins: dict[str, str] = {}
+    numerics: tuple[bool, float] | None = None
+    rules: list[Rule] | None = None
+    if extension == ".npz":
+        numerics = (google.GELU_APPROXIMATE, google.LAYER_NORM_EPS)
+        if isinstance(model, ViT):
+            arrays, origins = google.read_npz(path, "embedding/kernel")
+            rules = google.VIT_RULES
+        elif isinstance(model, MlpMixer):
+            arrays, origins = google.read_npz(path, "stem/kernel")
+            rules = google.MIXER_RULES
+        description = "Google .npz"
+    elif extension == ".safetensors":
+        arrays, flavour = torch_formats.read_safetensors(path)
+        description = f"{flavour} .safetensors"
+        if flavour == "timm":
+            numerics = (torch_formats.TIMM_GELU_APPROXIMATE, torch_formats.TIMM_LAYER_NORM_EPS)
+            rules = {
+                ViT: torch_formats.TIMM_VIT_RULES,
+                MlpMixer: torch_formats.TIMM_MIXER_RULES,
+                ResNet: torch_formats.TIMM_RESNET_RULES,
+            }.get(type(model))
+        elif isinstance(model, ViT):
+            config = torch_formats.transformers_config(path)
+            numerics = torch_formats.transformers_vit_numerics(config, path)
+            rules = torch_formats.HF_VIT_RULES
+        elif isinstance(model, ResNet):
+            torch_formats.check_transformers_resnet(torch_formats.transformers_config(path), path)
+            rules = torch_formats.HF_RESNET_RULES
+    else:
+        raise ValueError(
+            f"`path` (={path!r}) must be a Google `.npz` or a timm/transformers "
+            "`.safetensors` checkpoint"
+        )
+    if isinstance(model, ResNet):
+        numerics = None  # Nothing to set: BatchNorm eps 1e-5 is torch's default too.
+    if rules is None:
+        raise ValueError(
+            f"Cannot load a {description} checkpoint into a {kind}: supported are ViT and "
+            "MlpMixer from Google .npz, ViT, MlpMixer and ResNet from timm .safetensors, "
+            "ViT and ResNet from transformers .safetensors"
+        )
+    converted, unmatched = apply_rules(arrays, rules)
+    return converted, unmatched, origins, numerics, description
+
+
+def _set_numerics(model: Any, gelu_approximate: bool, layer_norm_eps: float) -> Any:
+    """`model` with every `MlpBlock`'s GELU form and every `LayerNorm`'s eps set."""
+
+    def rebuild(node):
+        if isinstance(node, MlpBlock) and node.gelu_approximate != gelu_approximate:
+            # Built abstractly (no random init), then given the old layers.
+            mlp_dim, dim = node.dense1.weight.shape[-2:]
+            fresh = eqx.filter_eval_shape(
+                MlpBlock, dim, mlp_dim, dropout_rate=node.dropout.p,
+                gelu_approximate=gelu_approximate, key=jax.random.key(0),
+            )
+            return eqx.tree_at(
+                lambda m: (m.dense1, m.dense2, m.dropout), fresh,
+                (node.dense1, node.dense2, node.dropout),
+            )
+        if isinstance(node, LayerNorm) and node.eps != layer_norm_eps:
+            arrays = [a for a in (node.weight, node.bias) if a is not None]
+            fresh = LayerNorm(
+                arrays[0].shape[-1] if arrays else 1, eps=layer_norm_eps,
+                use_weight=node.weight is not None, use_bias=node.bias is not None,
+                dtype=arrays[0].dtype if arrays else None,
+            )
+            return eqx.tree_at(
+                lambda n: [a for a in (n.weight, n.bias) if a is not None], fresh, arrays
+            )
+        return node
+
+    return jax.tree_util.tree_map(
+        rebuild, model, is_leaf=lambda x: isinstance(x, (MlpBlock, LayerNorm))
+    )
+
+
+def _fit_vit(model: ViT, converted: _Converted, path: str) -> _Converted:
+    """Stacks blocks for a `scan_layers` encoder and fits the position table."""
+    converted = dict(converted)
+    if model.encoder.scan_layers:
+        converted = _stack_blocks(converted, len(model.encoder.drop_path_rates), path)
+    name = "pos_embedding.weight"
+    if name in converted and isinstance(model.pos_embedding, LearnedPositionEmbedding):
+        table, key = converted[name]
+        patch = model.embedding.patch_size
+        grid = (model.image_size[0] // patch[0], model.image_size[1] // patch[1])
+        if table.ndim == 2 and table.shape[1] == model.pos_embedding.weight.shape[1]:
+            table = adapt_posemb(
+                table, checkpoint_has_cls="cls_token" in converted,
+                num_prefix=int(model.cls_token is not None), grid=grid, name=key,
+            )
+        converted[name] = (table, key)
+    return converted
+
+
+def _stack_blocks(converted: _Converted, num_layers: int, path: str) -> _Converted:
+    """`encoder.blocks[i].<name>` arrays stacked into `encoder.blocks.<name>` `[layers, ...]`."""
+    prefix = "encoder.blocks["
+    per_block: dict[str, dict[int, tuple[np.ndarray, str]]] = {}
+    out = {}
+    for name, value in converted.items():
+        if name.startswith(prefix):
+            index, rest = name[len(prefix) :].split("]", 1)
+            per_block.setdefault(rest, {})[int(index)] = value
+        else:
+            out[name] = value
+    found = sorted({i for layers in per_block.values() for i in layers})
+    if per_block and found != list(range(num_layers)):
+        raise ValueError(
+            f"Checkpoint {path!r} has {len(found)} encoder blocks ({found[0]}..{found[-1]}) "
+            f"but the model has `num_layers`={num_layers}"
+        )
+    for rest, layers in per_block.items():
+        if len(layers) == num_layers:  # An incomplete stack is reported as missing.
+            arrays = [layers[i][0] for i in range(num_layers)]
+            out["encoder.blocks" + rest] = (np.stack(arrays), layers[0][1])
+    return out
+
+
+def _path_name(path: tuple) -> str:
+    """`encoder.blocks[0].norm1.weight` from a `jax.tree_util` key path."""
+    parts = []
+    for key in path:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            parts.append(f".{key.name}")
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            parts.append(f"[{key.idx}]")
+        else:
+            parts.append(f"[{key.key!r}]")
+    return "".join(parts).removeprefix(".")
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:12])
+    return shown + (f", ... ({len(names) - 12} more)" if len(names) > 12 else "")
+
+
+def _assign(model, converted, unmatched, origins, path, description, strict):
+    """Replaces the model's arrays by name, after checking names and shapes."""
+    is_index = lambda x: isinstance(x, eqx.nn.StateIndex)
+    for index in jax.tree_util.tree_leaves(model, is_leaf=is_index):
+        if is_index(index) and not jax.tree_util.tree_leaves(index.init):
+            raise ValueError(
+                "The model's initial state was removed (by `eqx.nn.make_with_state`?): "
+                "build the model directly, load the weights, then take "
+                "`state = eqx.nn.State(model)`"
+            )
+    flat, treedef = jax.tree_util.tree_flatten_with_path(model)
+    names = [_path_name(p) for p, _ in flat]
+    params = {n: leaf for n, (_, leaf) in zip(names, flat) if _is_param(leaf)}
+    origin = lambda key: origins.get(key, key)
+
+    head = ("head.weight", "head.bias")
+    ckpt_head, model_head = converted.get(head[0], (None,))[0], params.get(head[0])
+    if (
+        ckpt_head is not None and model_head is not None and ckpt_head.ndim == 2
+        and ckpt_head.shape[0] != model_head.shape[0]
+        and ckpt_head.shape[1:] == model_head.shape[1:]
+    ):
+        warnings.warn(
+            f"Checkpoint {path!r} has a {ckpt_head.shape[0]}-class head and the model "
+            f"{model_head.shape[0]} classes: the model keeps its own freshly initialised "
+            "`head`.",
+            stacklevel=3,
+        )
+        converted = {k: v for k, v in converted.items() if k not in head}
+    else:
+        head = ()
+
+    missing = [n for n in params if n not in converted and n not in head]
+    unexpected = [origin(k) for k in unmatched] + [
+        f"{origin(key)} (as `{name}`)" for name, (_, key) in converted.items() if name not in params
+    ]
+    problems = []
+    if missing:
+        problems.append(f"model parameters missing from the file: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"checkpoint keys the model has no place for: {_listing(unexpected)}")
+    if problems and strict:
+        raise ValueError(
+            f"Checkpoint {path!r} ({description}) does not match the {type(model).__name__}: "
+            + "; ".join(problems)
+            + ". Check the model's architecture arguments, or pass `strict=False` to keep "
+            "missing parameters' initial values and ignore extra arrays."
+        )
+    for problem in problems:
+        warnings.warn(f"Checkpoint {path!r}: {problem}.", stacklevel=3)
+
+    mismatched = [
+        f"`{n}` (checkpoint key {origin(converted[n][1])!r}): checkpoint "
+        f"{tuple(converted[n][0].shape)}, model {tuple(params[n].shape)}"
+        for n in params
+        if n in converted and tuple(converted[n][0].shape) != tuple(params[n].shape)
+    ]
+    if mismatched:
+        raise ValueError(
+            f"Shape mismatch loading {path!r} into the {type(model).__name__}: "
+            + "; ".join(mismatched)
+        )
+    leaves = [
+        jnp.asarray(converted[n][0], dtype=leaf.dtype) if n in params and n in converted else leaf
+        for n, (_, leaf) in zip(names, flat)
+    ]
+    abstract = [n for n, leaf in zip(names, leaves) if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if abstract:
+        raise ValueError(
+            f"The model is abstract (built with `eqx.filter_eval_shape`) and {path!r} has no "
+            f"values for {_listing(abstract)}: build the model concretely to keep their "
+            "initial values"
+        )
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _is_param(leaf: Any) -> bool:
+    # Abstract arrays too: a model built with `eqx.filter_eval_shape` skips the random
+    # initialisation that loading overwrites anyway.
+    return eqx.is_array(leaf) or isinstance(leaf, jax.ShapeDtypeStruct)

@@ -1,0 +1,124 @@
+"""Renaming rules: checkpoint keys to module paths, with the layout change of each array.
+
+A rule is `(pattern, target, convert)`: `pattern` is a regular expression matched
+against the whole checkpoint key; `target` a module path template (`str.format`ted with
+the pattern's named groups), or a tuple of them when one checkpoint array fills several
+parameters (timm's fused `qkv`); `convert` maps the array to the module's layout (a
+tuple of arrays for a tuple of targets).
+"""
+
+import re
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+Target = str | tuple[str, ...]
+Rule = tuple[str, Target, Callable[[np.ndarray], np.ndarray | tuple[np.ndarray, ...]]]
+
+# Equinox's BatchNorm divides its running averages by `1 - momentum**count` at inference
+# (zero-debiasing); with a large count the factor is exactly 1 in float32, so imported
+# statistics are used as they are, and fine-tuning updates them as torch would.
+SETTLED_BATCH_COUNT = 10**6
+
+
+def same(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def tokens(x: np.ndarray) -> np.ndarray:
+    """`[1, n, dim]` (a class token, a probe, a position table) to `[n, dim]`."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def dense_kernel(x: np.ndarray) -> np.ndarray:
+    """Flax's `[in, out]` kernel to `eqx.nn.Linear`'s `[out, in]` weight."""
+    return x.T
+
+
+def conv_kernel(x: np.ndarray) -> np.ndarray:
+    """Flax's `[h, w, in, out]` (HWIO) kernel to the `[out, in, h, w]` (OIHW) weight."""
+    return x.transpose(3, 2, 0, 1)
+
+
+def heads_in_kernel(x: np.ndarray) -> np.ndarray:
+    """Flax's query/key/value kernel `[dim, heads, head_dim]` to `[heads * head_dim, dim]`."""
+    return x.reshape(x.shape[0], -1).T
+
+
+def heads_out_kernel(x: np.ndarray) -> np.ndarray:
+    """Flax's output kernel `[heads, head_dim, dim]` to `[dim, heads * head_dim]`."""
+    return x.reshape(-1, x.shape[-1]).T
+
+
+def flat(x: np.ndarray) -> np.ndarray:
+    """A per-head bias `[heads, head_dim]` to `[heads * head_dim]`."""
+    return x.reshape(-1)
+
+
+def split(parts: int) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+    """Splits a fused projection (rows `[q; k; v]` of a torch weight or bias)."""
+
+    def convert(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        if x.shape[0] % parts:
+            raise ValueError(f"cannot split an array of shape {x.shape} into {parts} parts")
+        return tuple(np.split(x, parts, axis=0))
+
+    return convert
+
+
+def running_mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return x, np.asarray(SETTLED_BATCH_COUNT, np.int32)
+
+
+def batch_norm(src: str, dst: str) -> list[Rule]:
+    """A torch `BatchNorm2d` to an `eqx.nn.BatchNorm(mode="batch")`, state included."""
+    state = dst + ".batch_state_index.init"
+    return [
+        (src + r"\.weight", dst + ".weight", same),
+        (src + r"\.bias", dst + ".bias", same),
+        (src + r"\.running_mean", (state + "[0]", dst + ".batch_counter.init"), running_mean),
+        (src + r"\.running_var", state + "[1]", same),
+        # A count of torch's updates; Equinox's counter is set with the mean above.
+        (src + r"\.num_batches_tracked", (), lambda x: ()),
+    ]
+
+
+def torch_linear(src: str, dst: str) -> list[Rule]:
+    """A torch `Linear` or `LayerNorm` (`weight`, `bias`) in the same layout."""
+    return [(src + r"\.weight", dst + ".weight", same), (src + r"\.bias", dst + ".bias", same)]
+
+
+def apply_rules(
+    arrays: dict[str, np.ndarray], rules: Iterable[Rule]
+) -> tuple[dict[str, tuple[np.ndarray, str]], list[str]]:
+    """Renames and converts the checkpoint `arrays` by the first rule matching each key.
+
+    Returns:
+        `{module path: (array, checkpoint key)}` and the checkpoint keys no rule matched.
+
+    Raises:
+        ValueError: when two checkpoint keys fill the same module path.
+    """
+    compiled = [(re.compile(pattern), target, convert) for pattern, target, convert in rules]
+    out: dict[str, tuple[np.ndarray, str]] = {}
+    unmatched = []
+    for key, value in arrays.items():
+        for pattern, target, convert in compiled:
+            match = pattern.fullmatch(key)
+            if match is None:
+                continue
+            targets = (target,) if isinstance(target, str) else target
+            values = convert(value)
+            values = (values,) if isinstance(target, str) else values
+            for template, array in zip(targets, values, strict=True):
+                path = template.format(**match.groupdict())
+                if path in out:
+                    raise ValueError(
+                        f"Checkpoint keys {out[path][1]!r} and {key!r} both map to the "
+                        f"parameter `{path}`; the file mixes two layouts."
+                    )
+                out[path] = (array, key)
+            break
+        else:
+            unmatched.append(key)
+    return out, unmatched
