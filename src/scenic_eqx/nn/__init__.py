@@ -3,7 +3,11 @@
 from ._attention import MultiHeadDotProductAttention as MultiHeadDotProductAttention
 from ._attention import dot_product_attention_core as dot_product_attention_core
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
+from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock, attend as attend
 from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
+from ._encoder_decoder import TRANSFORMER_VARIANTS as TRANSFORMER_VARIANTS
+from ._encoder_decoder import TransformerEncoderDecoder as TransformerEncoderDecoder
+from ._encoder_decoder import posemb_sincos_1d as posemb_sincos_1d
 from ._fully_connected import FullyConnected as FullyConnected
 from ._group_norm import GroupNorm as GroupNorm
 from ._layer_norm import LayerNorm as LayerNorm, normalize as normalize
