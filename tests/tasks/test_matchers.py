@@ -135,6 +135,21 @@ def test_sinkhorn_is_valid_and_never_beats_the_optimum(shape):
     assert gap[BATCH // 3 :].mean() < 0.1
 
 
+@pytest.mark.parametrize("name", ["hungarian_jax", "greedy", "sinkhorn"])
+def test_on_device_matchers_end_with_a_matching_on_inf_and_nan(name):
+    # A NaN from a diverging model must not hang a training step in a `while_loop`.
+    cost, _ = _random_problems((12, 7))
+    unpadded = np.ones((BATCH, 7), bool)
+    forbidden = np.random.default_rng(9).uniform(size=cost.shape) < 0.3
+    cost[:40][forbidden[:40]] = np.inf  # Forbidden pairs; a finite matching remains.
+    cost[40:80, 3, 2] = np.nan
+    cost[80:] = np.inf
+    indices = _check_matching(JITTED[name](jnp.asarray(cost), jnp.asarray(unpadded)), 12, 7)
+    if name == "hungarian_jax":
+        total, _ = _matched_cost(cost[:40], indices[:40], unpadded[:40])
+        np.testing.assert_allclose(total, _optimal_cost(cost[:40], unpadded[:40]), atol=1e-4)
+
+
 def _planted_costs(shape, seed):
     """Costs whose optimal matching is planted: its pairs cost < 1, every other pair >= 2.
 

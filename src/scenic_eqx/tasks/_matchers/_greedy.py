@@ -44,7 +44,8 @@ def greedy_matcher(
     optimal matching is cheaper than every other pair. No gradient flows through it.
 
     Arguments:
-        cost: `[batch, n, m]` costs of matching prediction `i` to target `j`.
+        cost: `[batch, n, m]` costs of matching prediction `i` to target `j` (any
+            values: infinite and NaN costs still give a valid matching).
         target_mask: optional `[batch, m]`, nonzero (True) for real targets. Padded
             targets get a cost above every real one, so real targets are matched first.
 

@@ -54,7 +54,9 @@ def hungarian_matcher(
     `hungarian_jax_matcher` for the same result without leaving the device.
 
     Arguments:
-        cost: `[batch, n, m]` finite costs of matching prediction `i` to target `j`.
+        cost: `[batch, n, m]` costs of matching prediction `i` to target `j`. `+inf`
+            forbids a pair; scipy raises (an `XlaRuntimeError` from the callback) on
+            NaNs or when no finite matching exists.
         target_mask: optional `[batch, m]`, nonzero (True) for real targets and zero for
             padding. Padded targets get a cost above every real one, so real targets are
             matched first, to distinct predictions, and the matching is optimal for the

@@ -44,7 +44,13 @@ def _solve_one(cost: Float[Array, "k l"]) -> Int[Array, " k"]:
             via = jnp.where(better, col, via)
             candidates = jnp.where(used, inf, min_slack)
             next_col = jnp.argmin(candidates).astype(jnp.int32)
+            # With no unused column reachable at a finite cost (infinite or NaN costs),
+            # argmin may return a used column: take the first unused one instead, so
+            # that every step adds a column and the search always ends.
+            first_unused = jnp.argmin(used).astype(jnp.int32)
+            next_col = jnp.where(used[next_col], first_unused, next_col)
             delta = candidates[next_col]
+            delta = jnp.where(jnp.isfinite(delta), delta, 0)
             # Shift the potentials by the path length so tree pairs stay tight.
             v = jnp.where(used, v - delta, v)
             min_slack = jnp.where(used, min_slack, min_slack - delta)
@@ -90,7 +96,9 @@ def hungarian_jax_matcher(
     the slowest problem of the batch. Jittable; no gradient flows through the matching.
 
     Arguments:
-        cost: `[batch, n, m]` finite costs of matching prediction `i` to target `j`.
+        cost: `[batch, n, m]` costs of matching prediction `i` to target `j`. `+inf`
+            forbids a pair (as for scipy); with NaNs, or no finite matching, the result
+            is still a valid matching (the loops always end) but not an optimal one.
         target_mask: optional `[batch, m]`, nonzero (True) for real targets; see
             `hungarian_matcher`.
 

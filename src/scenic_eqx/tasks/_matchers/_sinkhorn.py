@@ -68,7 +68,9 @@ def sinkhorn_matcher(
     Jittable and vmapped over the batch; no gradient flows through the matching.
 
     Arguments:
-        cost: `[batch, n, m]` finite costs of matching prediction `i` to target `j`.
+        cost: `[batch, n, m]` finite costs of matching prediction `i` to target `j`
+            (with infinite or NaN costs the result is still a valid matching, but
+            arbitrary).
         target_mask: optional `[batch, m]`, nonzero (True) for real targets. Padded
             targets get a cost above every real one, so real targets are matched first.
         epsilon: final entropic regularization, in the units of `cost` (> 0).
