@@ -20,8 +20,8 @@ def _solve_one(cost: Float[Array, "k l"]) -> Int[Array, " k"]:
     Indices are 1-based, as in the textbook form: column 0 is a virtual column where
     each search starts (with cost 0 to every row) and row 0 means "no row". Row
     potentials are not stored: a row on the search tree sits at a used column `c`
-    through a tight pair, so `u[row] = cost[row, c] - v[c]`. That saves a scatter per
-    step, which is what XLA compiles slowly under `vmap`.
+    through a tight pair, so `u[row] = cost[row, c] - v[c]`. That saves a scatter-add
+    into `u` per step.
     """
     k, l = cost.shape
     a = jnp.pad(cost, ((1, 0), (1, 0)))
