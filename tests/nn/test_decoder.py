@@ -1,3 +1,5 @@
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -5,6 +7,10 @@ import numpy as np
 import pytest
 
 from scenic_eqx.nn import Decoder, MultiHeadDotProductAttention, attend
+
+# LLVM optimisation off: it is most of the compile time of these small programs on
+# CPU, and the properties checked here do not depend on it.
+_jit = functools.partial(eqx.filter_jit, compiler_options={"xla_backend_optimization_level": 0})
 
 DIM, MEMORY_DIM, HEADS = 8, 6, 2
 
@@ -15,7 +21,8 @@ def _reference_attention(attention, x_q, x_k, x_v, mask=None):
     def project(linear, x):
         return (x @ linear.weight.T + linear.bias[None]).reshape(len(x), HEADS, -1)
 
-    q, k, v = project(attention.query, x_q), project(attention.key, x_k), project(attention.value, x_v)
+    q, k = project(attention.query, x_q), project(attention.key, x_k)
+    v = project(attention.value, x_v)
     logits = jnp.einsum("qhd,khd->hqk", q, k) / jnp.sqrt(q.shape[-1])
     if mask is not None:
         logits = jnp.where(mask, logits, -jnp.inf)
@@ -56,13 +63,15 @@ def inputs():
 
 
 def test_attend_separate_keys_and_values():
-    attention = _build(MultiHeadDotProductAttention, DIM, HEADS, kv_dim=MEMORY_DIM, dropout_rate=0.5)
+    attention = _build(
+        MultiHeadDotProductAttention, DIM, HEADS, kv_dim=MEMORY_DIM, dropout_rate=0.5
+    )
     rng = np.random.default_rng(2)
     x_q = jnp.asarray(rng.normal(size=(3, DIM)), jnp.float32)
     x_k, x_v = jnp.asarray(rng.normal(size=(2, 4, MEMORY_DIM)), jnp.float32)
     mask = jnp.array([[True, False, True, True]] * 3)
 
-    @eqx.filter_jit
+    @_jit
     def run(attention, key):
         inference = eqx.nn.inference_mode(attention)
         return (
@@ -89,7 +98,7 @@ def test_block_is_three_residual_branches(decoder, inputs):
     x, memory, qp, mp = inputs["x"], inputs["memory"], inputs["query_pos"], inputs["memory_pos"]
     mask = jnp.tril(jnp.ones((5, 5), bool))
 
-    @eqx.filter_jit
+    @_jit
     def run(block):
         h = block.norm1(x)
         x1 = x + _reference_attention(block.self_attention, h + qp, h + qp, h, mask)
@@ -104,7 +113,7 @@ def test_block_is_three_residual_branches(decoder, inputs):
 def test_zero_positions_equal_none(decoder, inputs):
     x, memory = inputs["x"], inputs["memory"]
 
-    @eqx.filter_jit
+    @_jit
     def run(decoder):
         zeros = decoder(x, memory, query_pos=jnp.zeros_like(x), memory_pos=jnp.zeros_like(memory))
         return zeros, decoder(x, memory)
@@ -117,7 +126,7 @@ def test_causal_hides_later_tokens(decoder, inputs):
     # Not a constant shift: every layer norm would remove that.
     xs = jnp.stack([x, x.at[3].set(query_pos[0])])
 
-    @eqx.filter_jit
+    @_jit
     def run(decoder):
         causal = jax.vmap(lambda x: decoder(x, memory, causal=True, query_pos=query_pos))(xs)
         return causal, jax.vmap(lambda x: decoder(x, memory))(xs)
@@ -134,7 +143,7 @@ def test_causal_combines_with_self_mask(decoder, inputs):
     tril = jnp.tril(jnp.ones((5, 5), bool))
     first_and_self = jnp.eye(5, dtype=bool) | (jnp.arange(5)[None] == 0)
 
-    @eqx.filter_jit
+    @_jit
     def run(decoder):
         combined = decoder(x, memory, causal=True, self_mask=first_and_self)
         return combined, decoder(x, memory, self_mask=tril & first_and_self)
@@ -147,7 +156,7 @@ def test_memory_mask_hides_masked_memory(decoder, inputs):
     real = jnp.array([True] * 5 + [False] * 2)
     changed = memory.at[5:].set(100.0)
 
-    @eqx.filter_jit
+    @_jit
     def run(decoder):
         return (
             decoder(x, memory[:5]),
@@ -164,7 +173,7 @@ def test_intermediates(decoder, inputs):
     x, memory = inputs["x"], inputs["memory"]
     positions = dict(query_pos=inputs["query_pos"], memory_pos=inputs["memory_pos"])
 
-    @eqx.filter_jit
+    @_jit
     def run(decoder):
         h, each_block = x, []
         for block in decoder.blocks:
@@ -189,7 +198,7 @@ def test_dropout_is_random_in_training_only(inputs):
     )
     x, memory = inputs["x"], inputs["memory"]
 
-    @eqx.filter_jit
+    @_jit
     def run(decoder, keys):
         inference = eqx.nn.inference_mode(decoder)
         train = jax.vmap(lambda k: decoder(x, memory, key=k))(keys)

@@ -1,3 +1,4 @@
+import functools
 import math
 
 import equinox as eqx
@@ -8,6 +9,10 @@ import pytest
 
 from scenic_eqx.nn import TransformerEncoderDecoder, posemb_sincos_1d
 from scenic_eqx.tasks import EncoderDecoderTask
+
+# LLVM optimisation off: it is most of the compile time of these small programs on
+# CPU, and the properties checked here do not depend on it.
+_jit = functools.partial(eqx.filter_jit, compiler_options={"xla_backend_optimization_level": 0})
 
 VOCAB, SOURCE_VOCAB, BOS = 11, 9, 1
 TINY = dict(num_classes=VOCAB, hidden_size=8, num_layers=1, num_heads=2, mlp_dim=16, max_len=8)
@@ -41,10 +46,13 @@ def _inputs(rng, batch, source_len, target_len, num_pads=0):
     source[:, source_len - num_pads :] = 0
     target_in = rng.integers(1, VOCAB, size=(batch, target_len))
     target_in[:, 0] = BOS
-    return {"source": jnp.asarray(source, jnp.int32), "target_in": jnp.asarray(target_in, jnp.int32)}
+    return {
+        "source": jnp.asarray(source, jnp.int32),
+        "target_in": jnp.asarray(target_in, jnp.int32),
+    }
 
 
-_logits = eqx.filter_jit(lambda model, inputs: jax.vmap(model)(inputs))
+_logits = _jit(lambda model, inputs: jax.vmap(model)(inputs))
 
 
 def test_posemb_sincos_1d_literal():
@@ -59,7 +67,7 @@ def test_posemb_sincos_1d_literal():
 
 
 def test_shapes_and_one_trace_per_shape(model):
-    @eqx.filter_jit
+    @_jit
     @eqx.debug.assert_max_traces(max_traces=1)
     def logits(model, inputs):
         return jax.vmap(model)(inputs)
@@ -90,7 +98,7 @@ def test_source_padding_changes_nothing(posemb):
     pad_row = model.source_embedding.weight.at[0].set(100.0)
     other_pad = eqx.tree_at(lambda m: m.source_embedding.weight, model, pad_row)
 
-    @eqx.filter_jit
+    @_jit
     def run(model, other_pad):
         return jax.vmap(other_pad)(inputs), jax.vmap(model)(sliced)
 
@@ -103,7 +111,7 @@ def test_every_parameter_gets_a_gradient():
     label = jnp.concatenate([inputs["target_in"][:, 1:], jnp.zeros((2, 1), jnp.int32)], axis=1)
     batch = {"inputs": inputs, "label": label}
 
-    @eqx.filter_jit
+    @_jit
     @eqx.filter_grad
     def grad(model):
         return EncoderDecoderTask().loss(jax.vmap(model)(batch["inputs"]), batch)
@@ -122,7 +130,7 @@ def test_greedy_decode_agrees_with_teacher_forcing(model):
     model = eqx.tree_at(lambda m: m.head.bias, model, jnp.zeros(VOCAB))
     sources = _inputs(np.random.default_rng(4), 3, 6, 1, num_pads=2)["source"]
 
-    @eqx.filter_jit
+    @_jit
     @eqx.debug.assert_max_traces(max_traces=1)
     def decode(model, sources):
         decoded = jax.vmap(lambda s: model.decode(s, 6, BOS))(sources)
@@ -142,14 +150,14 @@ def test_dropout_in_training_only():
     model = _build(dropout_rate=0.3, attention_dropout_rate=0.3)
     inputs = jax.tree.map(lambda a: a[0], _inputs(np.random.default_rng(5), 1, 6, 5))
 
-    @eqx.filter_jit
+    @_jit
     def run(model, key):
         return model(inputs, key=key), eqx.nn.inference_mode(model)(inputs, key=key)
 
     # An RBG key: its random bits compile much faster than threefry's on CPU. (A key
     # left unthreaded to some dropout layer would raise here.)
     train, inference = run(model, jax.random.key(0, impl="unsafe_rbg"))
-    no_dropout = eqx.filter_jit(lambda m: m(inputs))(_build())
+    no_dropout = _jit(lambda m: m(inputs))(_build())
     np.testing.assert_allclose(inference, no_dropout, rtol=1e-5, atol=1e-5)
     assert not np.allclose(train, no_dropout, atol=1e-3)
 
@@ -171,8 +179,9 @@ def test_structure():
 
 def test_errors():
     key, model = jax.random.key(0), _build()
-    call = eqx.filter_jit(lambda model, inputs: model(inputs))  # raises while tracing
-    with pytest.raises(ValueError, match=r"`hidden_size` \(=10\) must be divisible by `num_heads` \(=4\)"):
+    call = _jit(lambda model, inputs: model(inputs))  # raises while tracing
+    divisible = r"`hidden_size` \(=10\) must be divisible by `num_heads` \(=4\)"
+    with pytest.raises(ValueError, match=divisible):
         TransformerEncoderDecoder(**{**TINY, "hidden_size": 10, "num_heads": 4}, key=key)
     with pytest.raises(ValueError, match=r"Unknown `posemb` \(='rope'\)"):
         TransformerEncoderDecoder(**TINY, posemb="rope", key=key)
@@ -183,7 +192,9 @@ def test_errors():
         call(model, inputs)
     with pytest.raises(ValueError, match=r"target length \(=9\) must be at most `max_len` \(=8\)"):
         call(model, {"source": inputs["source"][:4], "target_in": inputs["source"]})
-    with pytest.raises(ValueError, match=r"`inputs` \(keys \['source'\]\) is missing \['target_in'\]"):
+    missing = r"`inputs` \(keys \['source'\]\) is missing \['target_in'\]"
+    with pytest.raises(ValueError, match=missing):
         call(model, {"source": inputs["source"]})
-    with pytest.raises(ValueError, match=r"`max_len` \(=9\) must be between 1 and the model's `max_len` \(=8\)"):
+    too_long = r"`max_len` \(=9\) must be between 1 and the model's `max_len` \(=8\)"
+    with pytest.raises(ValueError, match=too_long):
         model.decode(inputs["source"][:4], 9, BOS)

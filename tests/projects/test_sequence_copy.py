@@ -23,7 +23,8 @@ def reversal_batches(seed: int, num_batches: int, batch_size: int):
     for _ in range(num_batches):
         source = rng.integers(FIRST_SYMBOL, VOCAB, size=(batch_size, LENGTH), dtype=np.int32)
         target = source[:, ::-1].copy()
-        target_in = np.concatenate([np.full((batch_size, 1), BOS, np.int32), target[:, :-1]], axis=1)
+        bos = np.full((batch_size, 1), BOS, np.int32)
+        target_in = np.concatenate([bos, target[:, :-1]], axis=1)
         yield {
             "inputs": {"source": source, "target_in": target_in},
             "label": target,

@@ -128,9 +128,11 @@ class TransformerEncoderDecoder(eqx.Module):
         self.target_embedding = eqx.nn.Embedding(
             weight=jax.random.normal(keys[1], (num_classes, hidden_size))
         )
-        learn = posemb == "learn"
-        self.source_posemb = 0.02 * jax.random.normal(keys[2], (max_len, hidden_size)) if learn else None
-        self.target_posemb = 0.02 * jax.random.normal(keys[3], (max_len, hidden_size)) if learn else None
+        self.source_posemb = self.target_posemb = None
+        if posemb == "learn":
+            self.source_posemb, self.target_posemb = (
+                0.02 * jax.random.normal(k, (max_len, hidden_size)) for k in keys[2:4]
+            )
         self.dropout = eqx.nn.Dropout(dropout_rate)
         common = dict(dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate)
         self.encoder = Encoder(num_layers, hidden_size, num_heads, mlp_dim, **common, key=keys[4])
@@ -148,7 +150,9 @@ class TransformerEncoderDecoder(eqx.Module):
     ) -> Float[Array, "tokens dim"]:
         length = tokens.shape[0]
         if length > self.max_len:
-            raise ValueError(f"{name} length (={length}) must be at most `max_len` (={self.max_len})")
+            raise ValueError(
+                f"{name} length (={length}) must be at most `max_len` (={self.max_len})"
+            )
         x = jax.vmap(embedding)(tokens)
         if posemb is None:
             return x + jnp.asarray(posemb_sincos_1d(length, x.shape[-1]), x.dtype)
@@ -162,7 +166,8 @@ class TransformerEncoderDecoder(eqx.Module):
         x = self._embed(self.source_embedding, self.source_posemb, source, "source")
         x = self.dropout(x, key=k_dropout)
         real = source != self.pad_id
-        return self.encoder(x, jnp.broadcast_to(real[None], (len(source), len(source))), key=k_encoder)
+        mask = jnp.broadcast_to(real[None], (len(source), len(source)))
+        return self.encoder(x, mask, key=k_encoder)
 
     def decode_logits(
         self,

@@ -50,7 +50,9 @@ class EncoderDecoderTask(AbstractTask):
                 f"to match logits of shape {outputs.shape}"
             )
         if not jnp.issubdtype(label.dtype, jnp.integer):
-            raise ValueError(f'`batch["label"]` must hold integer token ids, got dtype {label.dtype}')
+            raise ValueError(
+                f'`batch["label"]` must hold integer token ids, got dtype {label.dtype}'
+            )
         real = (label != self.pad_id).astype(jnp.float32)
         return real * batch_mask(batch, batch_size)[:, None]
 
