@@ -103,7 +103,10 @@ def metadata_dir(tmp_path_factory):
         )
         splits = [
             tfds.core.SplitInfo(
-                name=split, shard_lengths=[n], num_bytes=0, filename_template=template.replace(split=split)
+                name=split,
+                shard_lengths=[n],
+                num_bytes=0,
+                filename_template=template.replace(split=split),
             )
             for split, n in sizes.items()
         ]
@@ -139,7 +142,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, options, shape, label_shape, num_classes", CASES)
-def test_classification_and_segmentation_pipelines(fake_tfds, name, options, shape, label_shape, num_classes):
+def test_classification_and_segmentation_pipelines(
+    fake_tfds, name, options, shape, label_shape, num_classes
+):
     ds = get_dataset(name, batch_size=4, eval_batch_size=3, data_dir="/nowhere", **options)
     train_size, eval_size = SIZES[name].values()
     assert ds.meta_data["num_classes"] == num_classes
@@ -164,7 +169,9 @@ def test_mnist_values_are_in_the_unit_range(fake_tfds):
     ds = get_dataset("mnist", batch_size=5, eval_batch_size=10, shuffle_buffer_size=1)
     (batch,) = list(ds.valid_iter)
     # Example 1000 + i is the constant image (1000 + i) % 256.
-    np.testing.assert_allclose(batch["inputs"][:, 0, 0, 0], (1000 + np.arange(10)) % 256 / 255, rtol=1e-6)
+    np.testing.assert_allclose(
+        batch["inputs"][:, 0, 0, 0], (1000 + np.arange(10)) % 256 / 255, rtol=1e-6
+    )
     np.testing.assert_array_equal(batch["label"], (1000 + np.arange(10)) % 10)
 
 
@@ -182,7 +189,11 @@ def test_hosts_split_the_training_epoch(fake_tfds, hosts):
     seen = []
     for index in range(hosts):
         ds = get_dataset(
-            "cifar10", batch_size=share, process_index=index, process_count=hosts, shuffle_buffer_size=1
+            "cifar10",
+            batch_size=share,
+            process_index=index,
+            process_count=hosts,
+            shuffle_buffer_size=1,
         )
         first, second = itertools.islice(ds.train_iter, 2)
         epoch = _cifar_ids(first)
@@ -198,7 +209,9 @@ def test_hosts_split_the_training_epoch(fake_tfds, hosts):
 def test_hosts_share_the_eval_split_exactly_once(fake_tfds, hosts):
     counts, ids = set(), []
     for index in range(hosts):
-        ds = get_dataset("cifar10", batch_size=4, eval_batch_size=4, process_index=index, process_count=hosts)
+        ds = get_dataset(
+            "cifar10", batch_size=4, eval_batch_size=4, process_index=index, process_count=hosts
+        )
         counts.add(len(ds.valid_iter))
         ids += [i for batch in ds.valid_iter for i in _cifar_ids(batch)]
     assert len(counts) == 1  # every host runs as many evaluation steps
@@ -246,7 +259,13 @@ def test_coco_detection_labels(fake_tfds):
     scale = np.round(np.array([height, width]) * 64 / max(height, width)) / 64
     ymin, xmin, ymax, xmax = np.array([[0.1, 0.2, 0.5, 0.6], [0.2, 0.2, 0.6, 0.6]]).T
     expected = np.stack(
-        [(xmin + xmax) / 2 * scale[1], (ymin + ymax) / 2 * scale[0], (xmax - xmin) * scale[1], (ymax - ymin) * scale[0]], -1
+        [
+            (xmin + xmax) / 2 * scale[1],
+            (ymin + ymax) / 2 * scale[0],
+            (xmax - xmin) * scale[1],
+            (ymax - ymin) * scale[0],
+        ],
+        -1,
     )
     np.testing.assert_allclose(label["boxes"][3, :2], expected, rtol=1e-5)
     np.testing.assert_array_equal(label["labels"][3], [2003 % 80, 2004 % 80, 0, 0, 0])
@@ -284,9 +303,24 @@ def test_no_autograph_warnings(fake_tfds, caplog):
     "name, options, error, match",
     [
         ("cifar10", {"task": "segmentation"}, TypeError, r"Unknown option\(s\) task .*'cifar10'"),
-        ("oxford_iiit_pet", {"task": "depth"}, ValueError, r"`task` \(='depth'\) must be 'classification' or"),
-        ("oxford_iiit_pet", {"image_size": 0}, ValueError, r"`image_size` \(=0\) must be a positive int"),
-        ("coco/2017", {"max_boxes": 0}, ValueError, r"`max_boxes` \(=0\) must be a positive integer"),
+        (
+            "oxford_iiit_pet",
+            {"task": "depth"},
+            ValueError,
+            r"`task` \(='depth'\) must be 'classification' or",
+        ),
+        (
+            "oxford_iiit_pet",
+            {"image_size": 0},
+            ValueError,
+            r"`image_size` \(=0\) must be a positive int",
+        ),
+        (
+            "coco/2017",
+            {"max_boxes": 0},
+            ValueError,
+            r"`max_boxes` \(=0\) must be a positive integer",
+        ),
         ("mnist", {"randaugment": (1, 5)}, ValueError, r"`image` must be RGB"),
     ],
 )
@@ -296,9 +330,13 @@ def test_bad_options(fake_tfds, name, options, error, match):
 
 
 def test_not_prepared_datasets_are_not_downloaded(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"'cifar10' is not prepared in .*tfds build cifar10"):
+    with pytest.raises(
+        FileNotFoundError, match=r"'cifar10' is not prepared in .*tfds build cifar10"
+    ):
         data.get_dataset("cifar10", batch_size=2, data_dir=str(tmp_path))
     match = r"'imagenet2012' is not prepared .*ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar"
     with pytest.raises(FileNotFoundError, match=match + r".*missing: ILSVRC2012_img_train.tar"):
-        data.get_dataset("imagenet2012", batch_size=2, data_dir=str(tmp_path), manual_dir=str(tmp_path))
+        data.get_dataset(
+            "imagenet2012", batch_size=2, data_dir=str(tmp_path), manual_dir=str(tmp_path)
+        )
     assert not any(tmp_path.iterdir())

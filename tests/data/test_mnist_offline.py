@@ -35,15 +35,21 @@ def test_the_wheel_holds_all_of_mnist(arrays):
 
 def test_get_dataset_falls_back_to_the_offline_builder(tmp_path, arrays, monkeypatch):
     # A small slice keeps generation fast; the code path is that of the full data.
-    subset = {"train": (arrays["train"][0][:64], arrays["train"][1][:64]), "test": (arrays["test"][0][:20], arrays["test"][1][:20])}
+    subset = {
+        "train": (arrays["train"][0][:64], arrays["train"][1][:64]),
+        "test": (arrays["test"][0][:20], arrays["test"][1][:20]),
+    }
     monkeypatch.setattr(_mnist, "load_arrays", lambda path: subset)
-    ds = get_dataset("mnist", batch_size=16, eval_batch_size=8, data_dir=str(tmp_path), shuffle_buffer_size=1)
+    ds = get_dataset(
+        "mnist", batch_size=16, eval_batch_size=8, data_dir=str(tmp_path), shuffle_buffer_size=1
+    )
     assert (tmp_path / "mnist_offline" / "1.0.0" / "dataset_info.json").exists()
     assert not (tmp_path / "mnist").exists()
     assert ds.meta_data["num_train_examples"] == 64 and ds.meta_data["num_eval_examples"] == 20
     assert ds.meta_data["input_shape"] == (-1, 28, 28, 1) and ds.meta_data["num_classes"] == 10
     batches = list(ds.valid_iter)
     assert len(batches) == 3 and sum(b["batch_mask"].sum() for b in batches) == 20
+
     # Exactly the wheel's images (TFDS stores them in its own order), scaled to [0, 1].
     def examples(batches):
         return sorted(

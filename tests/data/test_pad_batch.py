@@ -91,7 +91,9 @@ def test_pads_nested_label_pytrees():
     assert set(padded["label"]) == {"boxes", "labels", "box_mask"}
     np.testing.assert_array_equal(padded["label"]["labels"], [[1, 2, 0, 0], [3, 0, 0, 0], [0] * 4])
     np.testing.assert_array_equal(padded["label"]["boxes"][2], 0.0)
-    assert padded["label"]["boxes"].shape == (3, 4, 4) and padded["label"]["labels"].dtype == np.int32
+    assert (
+        padded["label"]["boxes"].shape == (3, 4, 4) and padded["label"]["labels"].dtype == np.int32
+    )
     np.testing.assert_array_equal(padded["batch_mask"], [1, 1, 0])
     with pytest.raises(ValueError, match=r"leading size; got leading sizes .*'label/boxes': 1"):
         pad_batch({**batch, "label": {**batch["label"], "boxes": np.zeros((1, 4))}}, 3)

@@ -272,7 +272,9 @@ def imagenet2012(
         # TFDS's default: `downloads/manual` under the data dir root.
         root = os.path.dirname(os.path.dirname(builder.data_dir))
         manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
-        missing = [f for f in IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))]
+        missing = [
+            f for f in IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))
+        ]
         if missing:
             raise FileNotFoundError(
                 f"Dataset 'imagenet2012' is not prepared in {builder.data_dir} and its manual "
@@ -356,11 +358,16 @@ def oxford_iiit_pet(
         return {"inputs": _finish(image, mean, std), "label": _label(example)}
 
     def classify_eval(example: dict) -> dict:
-        return {"inputs": _finish(_center(example["image"], image_size), mean, std), "label": _label(example)}
+        return {
+            "inputs": _finish(_center(example["image"], image_size), mean, std),
+            "label": _label(example),
+        }
 
     def segment(example: dict, seed: tf.Tensor | None = None) -> dict:
         image = pp.resize(example["image"], image_size)
-        mask = tf.cast(pp.resize(example["segmentation_mask"], image_size, method="nearest"), tf.float32)
+        mask = tf.cast(
+            pp.resize(example["segmentation_mask"], image_size, method="nearest"), tf.float32
+        )
         if seed is not None:
             # Flipped as one image, so that the mask stays on the pet.
             both = pp.random_flip(tf.concat([image, mask], axis=-1), seed=seed)
