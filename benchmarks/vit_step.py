@@ -4,7 +4,7 @@ The network (the same in each): 32x32x3 inputs, patch 4 (64 tokens + a class tok
 hidden 192, 6 layers, 3 heads, MLP 768, exact GELU, learned position embedding, 10
 classes; batch 32, float32, Adam, softmax cross-entropy.
 
-    .venv/bin/pip install -c constraints.txt '.[bench]'   # flax; torch==2.13.0 by hand
+    .venv/bin/pip install -c constraints.txt -e '.[bench]'   # flax; torch==2.13.0 by hand
     .venv/bin/python benchmarks/vit_step.py --repeats 4 --steps 20
 
 The driver runs every implementation in a fresh process, alternating implementations and

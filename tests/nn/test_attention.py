@@ -14,7 +14,9 @@ def _identity_attention(dim, num_heads):
     eye, zero = jnp.eye(dim), jnp.zeros(dim)
     for name in ("query", "key", "value", "out"):
         attention = eqx.tree_at(
-            lambda a: (getattr(a, name).weight, getattr(a, name).bias), attention, (eye, zero)
+            lambda a, name=name: (getattr(a, name).weight, getattr(a, name).bias),
+            attention,
+            (eye, zero),
         )
     return attention
 

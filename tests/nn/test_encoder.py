@@ -16,7 +16,7 @@ def _stack(blocks):
 @pytest.fixture(scope="module")
 def encoders():
     key = jax.random.key(0)
-    kwargs = dict(num_layers=3, dim=8, num_heads=2, mlp_dim=16, stochastic_depth=0.3)
+    kwargs = {"num_layers": 3, "dim": 8, "num_heads": 2, "mlp_dim": 16, "stochastic_depth": 0.3}
     unrolled = Encoder(**kwargs, key=key)
     scanned = Encoder(**kwargs, scan_layers=True, key=key)
     return unrolled, scanned

@@ -7,8 +7,10 @@ import pytest
 from scenic_eqx import nn
 from scenic_eqx.nn import MixerBlock, MlpMixer
 
-TINY = dict(num_classes=3, patch_size=8, hidden_size=16, num_layers=2, tokens_mlp_dim=8,
-            channels_mlp_dim=32, image_size=16)
+TINY = {
+    "num_classes": 3, "patch_size": 8, "hidden_size": 16, "num_layers": 2, "tokens_mlp_dim": 8,
+    "channels_mlp_dim": 32, "image_size": 16,
+}
 
 
 def test_tiny_finite_gradients_and_one_trace(getkey):

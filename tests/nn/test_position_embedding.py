@@ -3,7 +3,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scenic_eqx.nn import LearnedPositionEmbedding, SinCos2DPositionEmbedding, posemb_sincos_2d
+from scenic_eqx.nn import (
+    LearnedPositionEmbedding,
+    SinCos2DPositionEmbedding,
+    posemb_sincos_2d,
+)
 
 
 def test_sincos_literal_values():

@@ -35,10 +35,10 @@ _WIDTHS = {
 }
 
 MIXER_VARIANTS: dict[str, dict[str, int]] = {
-    f"{name}/{patch}": dict(
-        patch_size=patch, hidden_size=hidden, num_layers=layers,
-        tokens_mlp_dim=tokens_mlp, channels_mlp_dim=channels_mlp,
-    )
+    f"{name}/{patch}": {
+        "patch_size": patch, "hidden_size": hidden, "num_layers": layers,
+        "tokens_mlp_dim": tokens_mlp, "channels_mlp_dim": channels_mlp,
+    }
     for name, patches in (("S", (16, 32)), ("B", (16, 32)), ("L", (16, 32)), ("H", (14,)))
     for hidden, layers, tokens_mlp, channels_mlp in [_WIDTHS[name]]
     for patch in patches

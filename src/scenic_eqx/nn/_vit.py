@@ -53,9 +53,10 @@ _WIDTHS = {
 }
 
 VIT_VARIANTS: dict[str, dict[str, int]] = {
-    f"{name}/{patch}": dict(
-        patch_size=patch, hidden_size=hidden, mlp_dim=mlp, num_heads=heads, num_layers=layers
-    )
+    f"{name}/{patch}": {
+        "patch_size": patch, "hidden_size": hidden, "mlp_dim": mlp, "num_heads": heads,
+        "num_layers": layers,
+    }
     for (name, (hidden, mlp, heads, layers)), patch in itertools.product(
         _WIDTHS.items(), (8, 14, 16, 32)
     )
