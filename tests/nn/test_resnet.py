@@ -31,14 +31,16 @@ def _abstract(**kwargs):
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A depth-18 ResNet with 4 base channels, shared by the BatchNorm tests."""
-    model = ResNet(5, depth=18, width=4, stem="cifar", key=jax.random.key(0))
+    """A depth-18 ResNet with 4 base channels (as in test_zoo.py), shared below."""
+    model = ResNet(3, depth=18, width=4, stem="cifar", zero_init_residual=False,
+                   key=jax.random.key(0))  # fmt: skip
     return model, eqx.nn.State(model)
 
 
 @pytest.fixture(scope="module")
 def images():
-    return jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+    """Channels-first, as the stem receives them."""
+    return jax.random.normal(jax.random.key(1), (4, 3, 8, 8))
 
 
 @pytest.mark.parametrize(
@@ -62,12 +64,16 @@ def test_feature_and_logit_shapes(depth, stem, size, expected):
     assert logits.shape == (2, 5)
 
 
+# BatchNorm semantics are checked on the stem (conv, BatchNorm, ReLU): the same layers as
+# in every block, at a fraction of the compile time of the whole model.
+
+
 def test_training_call_updates_running_statistics_over_the_batch_axis(tiny, images):
     model, state = tiny
-    _, new_state = _apply(model, images, state)
+    _, new_state = _apply(model.stem, images, state)
     norm = model.stem.norm
     # Statistics of the stem conv's output over batch and positions, per channel.
-    conv_out = jax.vmap(model.stem.conv)(jnp.moveaxis(images, -1, 1))
+    conv_out = jax.vmap(model.stem.conv)(images)
     batch_mean = jnp.mean(conv_out, axis=(0, 2, 3))
     batch_var = jnp.var(conv_out, axis=(0, 2, 3))
     running_mean, running_var = new_state.get(norm.batch_state_index)
@@ -79,26 +85,40 @@ def test_training_call_updates_running_statistics_over_the_batch_axis(tiny, imag
 
 def test_training_mode_normalises_each_example_with_the_batch(tiny, images):
     model, state = tiny
-    others_changed = images.at[1:].multiply(3.0)
-    logits, _ = _apply(model, images, state)
-    logits_other_batch, _ = _apply(model, others_changed, state)
-    assert not np.allclose(logits[0], logits_other_batch[0], atol=1e-4)
+    out, _ = _apply(model.stem, images, state)
+    out_other_batch, _ = _apply(model.stem, images.at[1:].multiply(3.0), state)
+    assert not np.allclose(out[0], out_other_batch[0], atol=1e-4)
 
 
 def test_inference_mode_uses_running_statistics_and_keeps_them(tiny, images):
     model, state = tiny
-    _, trained_state = _apply(model, images, state)
-    inference = eqx.nn.inference_mode(model)
-    logits_fresh, _ = _apply(inference, images, state)
-    logits, after = _apply(inference, images, trained_state)
-    assert not np.allclose(logits_fresh, logits, atol=1e-4)
+    _, trained_state = _apply(model.stem, images, state)
+    stem = eqx.nn.inference_mode(model).stem
+    # Initial running statistics (mean 0, variance 1): BatchNorm only divides by sqrt(1 + eps).
+    out_fresh, _ = _apply(stem, images, state)
+    expected = jax.nn.relu(jax.vmap(model.stem.conv)(images) / np.sqrt(1 + 1e-5))
+    np.testing.assert_allclose(out_fresh, expected, rtol=1e-5, atol=1e-6)
+    out, after = _apply(stem, images, trained_state)
+    assert not np.allclose(out_fresh, out, atol=1e-4)
     np.testing.assert_array_equal(
-        after.get(model.stem.norm.batch_state_index)[0],
-        trained_state.get(model.stem.norm.batch_state_index)[0],
+        after.get(stem.norm.batch_state_index)[0], trained_state.get(stem.norm.batch_state_index)[0]
     )
     # Each example is normalised on its own: the rest of the batch does not matter.
-    logits_other_batch, _ = _apply(inference, images.at[1:].multiply(3.0), trained_state)
-    np.testing.assert_allclose(logits_other_batch[0], logits[0], rtol=1e-5, atol=1e-6)
+    out_other_batch, _ = _apply(stem, images.at[1:].multiply(3.0), trained_state)
+    np.testing.assert_allclose(out_other_batch[0], out[0], rtol=1e-5, atol=1e-6)
+
+
+def test_inference_mode_reaches_every_batch_norm(tiny):
+    model, state = tiny
+    is_norm = lambda x: isinstance(x, eqx.nn.BatchNorm)
+    norms = [x for x in jax.tree.leaves(model, is_leaf=is_norm) if is_norm(x)]
+    assert len(norms) == 1 + 8 * 2 + 3  # stem, two per basic block, three projections
+    assert not any(norm.inference for norm in norms)
+    inference = eqx.nn.inference_mode(model)
+    assert all(x.inference for x in jax.tree.leaves(inference, is_leaf=is_norm) if is_norm(x))
+    x = jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32)
+    logits, _ = eqx.filter_eval_shape(lambda m, x, s: _batched(m)(x, s), inference, x, state)
+    assert logits.shape == (2, 3)
 
 
 @pytest.mark.parametrize("zero_init_residual", [True, False])

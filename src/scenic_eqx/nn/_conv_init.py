@@ -11,13 +11,16 @@ from jaxtyping import Array, Float, PRNGKeyArray
 def he_uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan: int) -> Float[Array, "..."]:
     """Uniform weights with variance `2 / fan` (He et al. 2015, for ReLU networks).
 
-    Drawn flat, then reshaped: XLA:CPU compiles the random-bit kernel of a 4D draw ~4x
-    slower than a 1D one, and a model compiles one kernel per distinct weight shape.
-    (Uniform rather than normal for the same reason; only the variance matters here.)
+    Built eagerly, each random draw of a new shape compiles its own XLA kernel, which on
+    CPU dominated a model's construction time. So the draw is flat, of a power-of-16 size
+    (three or four kernels serve every weight shape of a model), then cut and reshaped;
+    and uniform, not normal: a normal draw compiles slower and only the variance matters.
     """
     bound = math.sqrt(6.0 / fan)
-    flat = jax.random.uniform(key, (math.prod(shape),), minval=-bound, maxval=bound)
-    return flat.reshape(shape)
+    size = math.prod(shape)
+    bucket = 1 << -(-(size - 1).bit_length() // 4) * 4  # the next power of 16
+    flat = jax.random.uniform(key, (bucket,), minval=-bound, maxval=bound)
+    return flat[:size].reshape(shape)
 
 
 def he_conv2d(
