@@ -1,3 +1,5 @@
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -6,6 +8,10 @@ import pytest
 
 from scenic_eqx import nn
 from scenic_eqx.nn import MixerBlock, MlpMixer
+
+# LLVM optimisation off: these small programs compile about twice as fast, and the
+# tests check values, not speed.
+_jit = functools.partial(eqx.filter_jit, compiler_options={"xla_backend_optimization_level": 0})
 
 TINY = {
     "num_classes": 3, "patch_size": 8, "hidden_size": 16, "num_layers": 2, "tokens_mlp_dim": 8,
@@ -18,7 +24,7 @@ def test_tiny_finite_gradients_and_one_trace(getkey):
     images = jax.random.normal(getkey(), (2, 16, 16, 3))
     keys = jax.random.split(getkey(), 2)
 
-    @eqx.filter_jit
+    @_jit
     @eqx.debug.assert_max_traces(max_traces=1)
     @eqx.filter_value_and_grad
     def loss(model, images, keys):
@@ -29,7 +35,7 @@ def test_tiny_finite_gradients_and_one_trace(getkey):
     assert np.isfinite(value)
     for path, grad in jax.tree_util.tree_leaves_with_path(eqx.filter(grads, eqx.is_inexact_array)):
         assert np.any(grad != 0), f"no gradient for {jax.tree_util.keystr(path)}"
-    features = eqx.filter_jit(lambda m, x: jax.vmap(m.features)(x))
+    features = _jit(lambda m, x: jax.vmap(m.features)(x))
     out = features(eqx.nn.inference_mode(model), images)
     assert {k: v.shape for k, v in out.items()} == {
         "stem": (2, 4, 16), "encoder_out": (2, 4, 16), "pre_logits": (2, 16), "logits": (2, 3)
@@ -40,7 +46,7 @@ def test_block_mixes_tokens_then_channels(getkey):
     block = MixerBlock(4, 16, 8, 32, key=getkey())
     x = jax.random.normal(getkey(), (4, 16))
 
-    @eqx.filter_jit
+    @_jit
     def reference(block, x):
         y = x + block.token_mixing(block.norm1(x).T).T
         return y + block.channel_mixing(block.norm2(y))

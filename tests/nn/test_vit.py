@@ -1,3 +1,5 @@
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,10 @@ import pytest
 
 from scenic_eqx import nn
 from scenic_eqx.nn import ViT
+
+# LLVM optimisation off: these small programs compile about twice as fast, and the
+# tests check values, not speed.
+_jit = functools.partial(eqx.filter_jit, compiler_options={"xla_backend_optimization_level": 0})
 
 TINY = {
     "num_classes": 3, "patch_size": 8, "hidden_size": 16, "num_layers": 2, "num_heads": 2,
@@ -28,7 +34,7 @@ def test_tiny_finite_and_every_parameter_gets_a_gradient(getkey, classifier, pos
     images = jax.random.normal(getkey(), (2, 16, 16, 3))
     keys = jax.random.split(getkey(), 2)
 
-    @eqx.filter_jit
+    @_jit
     @eqx.filter_value_and_grad
     def loss(model, images, keys):
         logits = jax.vmap(lambda x, k: model(x, key=k))(images, keys)
@@ -46,7 +52,7 @@ def test_tiny_finite_and_every_parameter_gets_a_gradient(getkey, classifier, pos
 def test_features_inference_and_one_trace_per_shape(getkey):
     model = eqx.nn.inference_mode(ViT(**TINY, dropout_rate=0.5, key=getkey()))
 
-    @eqx.filter_jit
+    @_jit
     @eqx.debug.assert_max_traces(max_traces=1)
     def features(model, x):
         return jax.vmap(model.features)(x)

@@ -127,7 +127,8 @@ class Encoder(eqx.Module):
         keys = jax.random.split(key, num_layers)
         if scan_layers:
             # Built with rate 0; `__call__` swaps in each layer's rate while scanning.
-            self.blocks = eqx.filter_vmap(lambda k: make_block(0.0, k))(keys)
+            # One compiled program, not one per vmapped random op.
+            self.blocks = eqx.filter_jit(eqx.filter_vmap(lambda k: make_block(0.0, k)))(keys)
         else:
             self.blocks = tuple(make_block(r, k) for r, k in zip(rates, keys))
         self.norm = LayerNorm(dim, eps=layer_norm_eps)
