@@ -126,3 +126,10 @@ def test_width_not_divisible_by_groups_is_named():
         ValueError, match=r"`width` \(=8\) must be a positive multiple of `num_groups` \(=32\)"
     ):
         BiTResNet(5, width=8, key=jax.random.key(0))
+
+
+def test_parameter_count_matches_timms():
+    # timm's `resnetv2_50x1_bit.goog_in21k` (21843 classes): 68.3M parameters.
+    model = eqx.filter_eval_shape(create, "bit_r50x1", num_classes=21843, key=jax.random.key(0))
+    params = [x for x in jax.tree.leaves(model) if isinstance(x, jax.ShapeDtypeStruct)]
+    assert round(sum(x.size for x in params) / 1e6, 1) == 68.3

@@ -190,3 +190,17 @@ def test_bad_stem_is_named():
 def test_bad_width_is_named():
     with pytest.raises(ValueError, match=r"`width` \(=0\) must be a positive"):
         ResNet(5, width=0, key=jax.random.key(0))
+
+
+def _num_parameters(model) -> int:
+    is_index = lambda x: isinstance(x, eqx.nn.StateIndex)
+    params = [x for x in jax.tree.leaves(model, is_leaf=is_index) if not is_index(x)]
+    return sum(x.size for x in params if isinstance(x, jax.ShapeDtypeStruct))
+
+
+@pytest.mark.parametrize(
+    "name, count", [("resnet18", 11_689_512), ("resnet50", 25_557_032), ("resnet152", 60_192_808)]
+)
+def test_parameter_count_equals_torchvisions(name, count):
+    model = eqx.filter_eval_shape(create, name, num_classes=1000, key=jax.random.key(0))
+    assert _num_parameters(model) == count

@@ -16,10 +16,10 @@ the unbiased one. An importer of torch running statistics should store them with
 Module tree (parameter paths; stage `i` and block `j` count from 0):
 
     stem.conv.weight                              (width, in_channels, 7, 7); 3x3 for "cifar"
-    stem.norm.{weight,bias}                       BatchNorm (running statistics in the State)
-    stages[i].blocks[j].conv1.weight              1x1 (bottleneck) or 3x3 (basic)
+    stem.norm.{weight,bias}                       BatchNorm; running statistics in the State
+    stages[i].blocks[j].conv1.weight              1x1 (bottleneck); basic: 3x3 with the stride
     stages[i].blocks[j].norm1.{weight,bias}
-    stages[i].blocks[j].conv2.weight              3x3, carries the stride
+    stages[i].blocks[j].conv2.weight              3x3; bottleneck: with the stride (v1.5)
     stages[i].blocks[j].norm2.{weight,bias}
     stages[i].blocks[j].conv3.weight              bottleneck only, 1x1
     stages[i].blocks[j].norm3.{weight,bias}       bottleneck only
