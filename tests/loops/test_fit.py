@@ -220,3 +220,19 @@ def test_batch_not_divisible_by_devices_is_an_error(getkey):
 def test_evaluate_of_nothing_is_an_error(getkey):
     with pytest.raises(ValueError, match="yielded no batch"):
         loops.evaluate(DropoutMLP(key=getkey()), tasks.ClassificationTask(), [])
+
+
+def test_batchnorm_initial_statistics_are_not_parameters():
+    model = BatchNormMLP(key=jax.random.key(0))
+    is_index = lambda x: isinstance(x, eqx.nn.StateIndex)
+
+    def init(m):
+        indices = [x for x in jax.tree.leaves(m, is_leaf=is_index) if is_index(x)]
+        return [np.asarray(x) for index in indices for x in jax.tree.leaves(index.init)]
+
+    state, _ = run(model, 3, optimizer=optax.adamw(1e-2, weight_decay=0.5))
+    assert init(model)
+    for before, after in zip(init(model), init(state.model)):
+        np.testing.assert_array_equal(before, after)  # no gradient step, no weight decay
+    trainable = loops.partition_trainable(model)[0]
+    assert len(jax.tree.leaves(trainable)) == 4 + 2  # two Linear layers, BatchNorm weight and bias

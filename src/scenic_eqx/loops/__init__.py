@@ -18,4 +18,8 @@ from ._sharding import (
     shard_batch as shard_batch,
 )
 from ._steps import make_eval_step as make_eval_step, make_train_step as make_train_step
-from ._train_state import TrainState as TrainState, init_train_state as init_train_state
+from ._train_state import (
+    TrainState as TrainState,
+    init_train_state as init_train_state,
+    partition_trainable as partition_trainable,
+)

@@ -9,7 +9,7 @@ from jaxtyping import Array, Float, PyTree
 
 from ..tasks import AbstractTask
 from ._apply import apply_model
-from ._train_state import TrainState
+from ._train_state import TrainState, partition_trainable
 
 Batch = dict[str, PyTree]
 Metrics = dict[str, tuple[Float[Array, ""], Float[Array, ""]]]
@@ -31,7 +31,7 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: Batch):
         key = jax.random.fold_in(state.key, state.step)
-        params, static = eqx.partition(state.model, eqx.is_inexact_array)
+        params, static = partition_trainable(state.model)
 
         def loss_fn(params):
             model = eqx.combine(params, static)

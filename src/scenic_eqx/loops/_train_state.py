@@ -26,10 +26,23 @@ class TrainState(eqx.Module):
     key: PRNGKeyArray
 
 
+def _is_state_index(x) -> bool:
+    return isinstance(x, eqx.nn.StateIndex)
+
+
+def partition_trainable(model: eqx.Module) -> tuple[PyTree, PyTree]:
+    """`(params, rest)`: the inexact arrays that training updates, and everything else.
+
+    The initial values held by `eqx.nn.StateIndex`es (BatchNorm statistics) are arrays
+    too, but they live in the model state, not among the parameters: they get no gradient,
+    no optimizer state and no weight decay.
+    """
+    return eqx.partition(model, eqx.is_inexact_array, is_leaf=_is_state_index)
+
+
 def has_state(model: eqx.Module) -> bool:
     """Whether `model` holds `eqx.nn.StateIndex`es (e.g. BatchNorm statistics)."""
-    is_index = lambda x: isinstance(x, eqx.nn.StateIndex)
-    return any(is_index(leaf) for leaf in jax.tree.leaves(model, is_leaf=is_index))
+    return any(_is_state_index(x) for x in jax.tree.leaves(model, is_leaf=_is_state_index))
 
 
 def init_train_state(
@@ -53,5 +66,5 @@ def init_train_state(
     """
     if model_state is None and has_state(model):
         model_state = eqx.nn.State(model)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    opt_state = optimizer.init(partition_trainable(model)[0])
     return TrainState(model, model_state, opt_state, jnp.zeros((), jnp.int32), key)
