@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Shaped
+from jaxtyping import Array, Bool, Float, Shaped
 
 from ._classification import masked_mean, masked_sum
 from ._task import AbstractTask, Batch, Metrics
@@ -113,8 +113,11 @@ class SegmentationTask(AbstractTask):
 
     def _pixels(
         self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
-    ) -> tuple[Shaped[Array, "batch height width"], Float[Array, "batch height width"]]:
-        """The checked label map, with ignored pixels set to 0, and the pixel weights."""
+    ) -> tuple[
+        Shaped[Array, "batch height width"], Float[Array, "batch height width"], Bool[Array, ""]
+    ]:
+        """The label map with invalid pixels set to 0, the pixel weights (0 where invalid)
+        and whether any label is out of range (neither a class nor `ignore_label`)."""
         num_classes = outputs.shape[-1]
         label = jnp.asarray(batch["label"])
         if label.shape != outputs.shape[:-1] or not jnp.issubdtype(label.dtype, jnp.integer):
@@ -130,15 +133,20 @@ class SegmentationTask(AbstractTask):
             )
         ignored = label == self.ignore_label
         out_of_range = ~ignored & ((label < 0) | (label >= num_classes))
-        # A label outside the classes would be silently one-hot encoded as zeros.
-        label = eqx.error_if(
-            label,
-            jnp.any(out_of_range),
+        valid = ~(ignored | out_of_range)
+        weights = pixel_weights(batch, label.shape) * valid.astype(jnp.float32)
+        return jnp.where(valid, label, 0), weights, jnp.any(out_of_range)
+
+    def _check_labels(self, results, out_of_range, num_classes):
+        # Checked on the (small) results rather than the label map: a runtime check
+        # gathers the array it guards onto one device, which for a batch sharded over
+        # devices would copy every label map each step.
+        return eqx.error_if(
+            results,
+            out_of_range,
             f'`batch["label"]` holds a class outside [0, {num_classes}) that is not '
             f"`ignore_label` (={self.ignore_label})",
         )
-        weights = pixel_weights(batch, label.shape) * (~ignored).astype(jnp.float32)
-        return jnp.where(ignored, 0, label), weights
 
     def _loss_terms(self, outputs, label, weights):
         """Per-pixel cross-entropies and loss weights (mask x class weight), flattened."""
@@ -162,8 +170,9 @@ class SegmentationTask(AbstractTask):
         Returns:
             A float32 scalar; 0 when no pixel weighs anything.
         """
-        label, weights = self._pixels(outputs, batch)
-        return masked_mean(*self._loss_terms(outputs, label, weights))
+        label, weights, out_of_range = self._pixels(outputs, batch)
+        loss = masked_mean(*self._loss_terms(outputs, label, weights))
+        return self._check_labels(loss, out_of_range, outputs.shape[-1])
 
     def metrics(
         self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
@@ -180,14 +189,14 @@ class SegmentationTask(AbstractTask):
             of the weights); `confusion_matrix` is `([num_classes, num_classes], 1)`.
         """
         num_classes = outputs.shape[-1]
-        label, weights = self._pixels(outputs, batch)
+        label, weights, out_of_range = self._pixels(outputs, batch)
         prediction = jnp.argmax(outputs, axis=-1)
         correct = (prediction == label).astype(jnp.float32)
         # A weighted bincount is a scatter-add: O(pixels), where a one-hot matmul would
         # cost O(pixels x num_classes^2).
         cell = (label * num_classes + prediction).reshape(-1)
         confusion = jnp.bincount(cell, weights.reshape(-1), length=num_classes**2)
-        return {
+        metrics = {
             "pixel_accuracy": masked_sum(correct.reshape(-1), weights.reshape(-1)),
             "loss": masked_sum(*self._loss_terms(outputs, label, weights)),
             "confusion_matrix": (
@@ -195,6 +204,7 @@ class SegmentationTask(AbstractTask):
                 jnp.ones((), jnp.float32),
             ),
         }
+        return self._check_labels(metrics, out_of_range, num_classes)
 
     def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
         """Ratios of the summed metrics, and `mean_iou`, `iou/<class>` from the confusion matrix.
