@@ -6,7 +6,7 @@ Discs, squares and triangles of random size, position and colour on noisy 32x32
 backgrounds (4 classes with the background; `scenic_eqx.data` generates them in memory,
 nothing to download). A small U-Net (base_features 8, 4 levels, 121k parameters) reaches
 a held-out mIoU of 0.945 (pixel accuracy 0.990) on the 512 test images after 1,200
-steps: under 10 minutes on a busy 2-core CPU (see projects/baselines/README.md). The
+steps, in 4.5 minutes on a busy 2-core CPU (see projects/baselines/README.md). The
 shape classes separate suddenly, between steps ~500 and ~900; before that the model
 only tells shapes from background (mIoU ~0.4). `:smoke` shrinks the run to a few steps
 on 16x16 images, for tests.
