@@ -27,7 +27,7 @@ MAX_SHAPES = 3
 # same area as the shape.
 MIN_RADIUS, MAX_RADIUS = 0.125, 0.25
 NOISE_STD = 0.05
-# Least RGB distance between a shape's colour and every colour under or beside it, so
+# Least RGB distance between a shape's colour and the background's and earlier shapes', so
 # that no shape is invisible.
 MIN_CONTRAST = 0.3
 # Circumradius / equal-area-disc radius: a square of side r*sqrt(pi) and an equilateral
