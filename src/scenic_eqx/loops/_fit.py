@@ -18,7 +18,7 @@ from ._flat_step import FlatTrainStep, zero_sums
 from ._logging import RunLogger
 from ._sharding import data_mesh, host_batch, replicate
 from ._steps import make_train_step
-from ._train_state import TrainState, init_train_state
+from ._train_state import TrainState, init_train_state, partition_trainable
 
 History = list[dict[str, int | float]]
 Callback = Callable[[int, dict[str, float], TrainState], None]
@@ -32,8 +32,8 @@ def _check_positive(name: str, value: int | None, *, optional: bool = True) -> N
 
 
 def count_parameters(model: eqx.Module) -> int:
-    """Number of scalars in the model's inexact arrays."""
-    return sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
+    """Number of scalars in the model's trainable arrays (BatchNorm statistics excluded)."""
+    return sum(x.size for x in jax.tree.leaves(partition_trainable(model)[0]))
 
 
 def fit(
