@@ -1,62 +1,13 @@
 """The pre-LN transformer decoder: self-attention, cross-attention to a memory, MLP."""
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._attention import MultiHeadDotProductAttention, dot_product_attention_core
+from ._attention import MultiHeadDotProductAttention, attend
 from ._layer_norm import LayerNorm
 from ._mlp_block import MlpBlock
-
-
-def attend(
-    attention: MultiHeadDotProductAttention,
-    x_q: Float[Array, "q dim"],
-    x_k: Float[Array, "k kv_dim"],
-    x_v: Float[Array, "k kv_dim"],
-    mask: Bool[Array, "q k"] | None = None,
-    *,
-    key: PRNGKeyArray | None = None,
-) -> Float[Array, "q dim"]:
-    """`attention` with separate inputs for its keys and its values.
-
-    DETR (Carion et al. 2020) adds position embeddings to the queries and keys but not
-    to the values; `MultiHeadDotProductAttention` projects keys and values from one
-    input, so when they differ this projects each with the module's own weights and
-    runs the same core. When `x_k is x_v` it simply calls `attention`.
-
-    Arguments:
-        attention: the attention layer whose weights are used.
-        x_q: query tokens.
-        x_k: tokens projected to keys.
-        x_v: tokens projected to values, one per key.
-        mask: `True` where a query may attend to a key; `None` for no mask.
-        key: PRNG key for attention dropout; only needed when it is active.
-
-    Returns:
-        One output token per query token.
-    """
-    if x_k is x_v:
-        return attention(x_q, x_k, mask, key=key)
-    q = attention._heads(attention.query, x_q)
-    k = attention._heads(attention.key, x_k)
-    v = attention._heads(attention.value, x_v)
-    q = q * jnp.asarray(1 / math.sqrt(q.shape[-1]), q.dtype)
-    keep = None
-    if attention.dropout_rate > 0 and not attention.inference:
-        if key is None:
-            raise ValueError(
-                "`key` is required for attention dropout in training; pass a key "
-                "or switch to inference with `eqx.nn.inference_mode(model)`"
-            )
-        rate = attention.dropout_rate
-        kept = jax.random.bernoulli(key, 1 - rate, (q.shape[0], q.shape[1], k.shape[1]))
-        keep = kept.astype(q.dtype) / (1 - rate)
-    o = dot_product_attention_core(q, k, v, None if mask is None else mask[None], keep)
-    return jax.vmap(attention.out)(o.transpose(1, 0, 2).reshape(x_q.shape[0], -1))
 
 
 def _plus(x: Array, position: Array | None) -> Array:

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._attention import MultiHeadDotProductAttention
+from ._attention import MultiHeadDotProductAttention, attend
 from ._layer_norm import LayerNorm
 from ._mlp_block import MlpBlock
 from ._stochastic_depth import StochasticDepth
@@ -64,11 +64,21 @@ class EncoderBlock(eqx.Module):
         x: Float[Array, "tokens dim"],
         mask: Bool[Array, "tokens tokens"] | None = None,
         *,
+        pos: Float[Array, "tokens dim"] | None = None,
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, "tokens dim"]:
-        """`x + drop_path(attention(norm1(x)))`, then `x + drop_path(mlp(norm2(x)))`."""
+        """`x + drop_path(attention(norm1(x)))`, then `x + drop_path(mlp(norm2(x)))`.
+
+        `pos`, when given, is added to the attention's queries and keys but not to its
+        values, at every block, as in DETR's encoder (Carion et al. 2020).
+        """
         keys = [None] * 5 if key is None else list(jax.random.split(key, 5))
-        y = self.attention(self.norm1(x), mask=mask, key=keys[0])
+        h = self.norm1(x)
+        if pos is None:
+            y = self.attention(h, mask=mask, key=keys[0])
+        else:
+            q = h + pos.astype(h.dtype)
+            y = attend(self.attention, q, q, h, mask, key=keys[0])
         x = x + self.drop_path(self.dropout(y, key=keys[1]), key=keys[2])
         x = x + self.drop_path(self.mlp(self.norm2(x), key=keys[3]), key=keys[4])
         return x

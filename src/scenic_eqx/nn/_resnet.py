@@ -173,7 +173,8 @@ class ResNet(eqx.Module):
     """ResNet v1.5 classifier with BatchNorm, acting on one image.
 
     Arguments:
-        num_classes: number of output logits.
+        num_classes: number of output logits; `None` for a backbone without a head,
+            whose `__call__` returns the pooled features (`features` gives the maps).
         depth: one of `RESNET_VARIANTS` (18, 26, 34, 50, 101, 152).
         width: channels of the stem and of the first stage's convolutions (64 in the
             paper); stage `i` uses `width * 2**i` (times 4 at a bottleneck's output).
@@ -195,11 +196,11 @@ class ResNet(eqx.Module):
 
     stem: ResNetStem
     stages: tuple[ResNetStage, ...]
-    head: eqx.nn.Linear
+    head: eqx.nn.Linear | None
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None,
         depth: int = 50,
         width: int = 64,
         in_channels: int = 3,
@@ -234,7 +235,9 @@ class ResNet(eqx.Module):
                 channels = width * 2**i * block_type.expansion
             stages.append(ResNetStage(tuple(blocks)))
         self.stages = tuple(stages)
-        self.head = eqx.nn.Linear(channels, num_classes, key=head_key)
+        self.head = (
+            None if num_classes is None else eqx.nn.Linear(channels, num_classes, key=head_key)
+        )
 
     def features(
         self, x: Float[Array, "height width channels"], state: _State
@@ -256,8 +259,11 @@ class ResNet(eqx.Module):
         state: _State,
         *,
         key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, " num_classes"], _State]:
-        """Logits of one example and the updated state; `key` is unused."""
+    ) -> tuple[Float[Array, " num_classes"] | Float[Array, " features"], _State]:
+        """Logits of one example (the pooled features without a head) and the updated
+        state; `key` is unused."""
         del key
         out, state = self.features(x, state)
+        if self.head is None:
+            return out["pre_logits"], state
         return self.head(out["pre_logits"]), state
