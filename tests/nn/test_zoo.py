@@ -28,6 +28,9 @@ TINY: dict[str, dict] = {
     "resnet34": {**_TINY_RESNET, "depth": 18},
     "bit": {"depth": 26, "width": 8, "num_groups": 2},
     "unet": {"base_features": 4, "num_levels": 2, "num_groups": 2},
+    "detr": {"backbone_depth": 18, "backbone_width": 4, "backbone_stem": "cifar", "dim": 16,
+             "num_heads": 2, "mlp_dim": 32, "num_encoder_layers": 1, "num_decoder_layers": 2,
+             "num_queries": 4},
     "vit": {**_TINY_TRANSFORMER, "image_size": 16, "patch_size": 4},
     "mixer": {"hidden_size": 16, "num_layers": 2, "tokens_mlp_dim": 8, "channels_mlp_dim": 32,
               "image_size": 16, "patch_size": 4},
@@ -96,13 +99,19 @@ def test_tiny_model_is_finite_and_every_parameter_gets_a_gradient(name, family):
                 batched = jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
                 out, _ = batched(x, state)
             # Random weights: no symmetry can cancel a parameter's gradient.
-            return jnp.sum(out * jax.random.normal(jax.random.key(2), out.shape)), out
+            weighted = [
+                jnp.sum(leaf * jax.random.normal(jax.random.key(i), leaf.shape))
+                for i, leaf in enumerate(jax.tree.leaves(out), 2)
+            ]
+            return sum(weighted), out
 
         return jax.value_and_grad(loss, has_aux=True)(params)
 
     (_, out), grads = loss_and_grads(params, x, state)
-    assert out.shape[0] == 2 and out.shape[-1] == NUM_CLASSES
-    assert jnp.all(jnp.isfinite(out))
+    # Detectors return a dict of predictions; their class logits add "no object".
+    logits = out["pred_logits"] if isinstance(out, dict) else out
+    assert logits.shape[-1] == NUM_CLASSES + (family == "detr")
+    assert all(leaf.shape[0] == 2 and jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(out))
     leaves = jax.tree_util.tree_leaves_with_path(grads)
     assert leaves
     no_gradient = [jax.tree_util.keystr(p) for p, g in leaves if not jnp.any(g != 0)]

@@ -1,9 +1,11 @@
 """Equinox modules: layers and the baseline model families, a name registry."""
 
 from ._attention import MultiHeadDotProductAttention as MultiHeadDotProductAttention
+from ._attention import attend as attend
 from ._attention import dot_product_attention_core as dot_product_attention_core
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
-from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock, attend as attend
+from ._detr import DETR as DETR
+from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock
 from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
 from ._encoder_decoder import TRANSFORMER_VARIANTS as TRANSFORMER_VARIANTS
 from ._encoder_decoder import TransformerEncoderDecoder as TransformerEncoderDecoder

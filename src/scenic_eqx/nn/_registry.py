@@ -13,6 +13,7 @@ import equinox as eqx
 from jaxtyping import PRNGKeyArray
 
 from ._bit import BiTResNet
+from ._detr import DETR
 from ._fully_connected import FullyConnected
 from ._mixer import MIXER_VARIANTS, MlpMixer
 from ._resnet import ResNet
@@ -31,6 +32,8 @@ _MODELS: dict[str, tuple[Callable[..., eqx.Module], dict[str, Any]]] = {
         for depth, k in ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2))
     },
     "unet": (UNet, {}),
+    # Carion et al. 2020: the ResNet-50 and ResNet-101 DETRs (dim 256, 6+6 layers, 100 queries).
+    **{f"detr_r{depth}": (DETR, {"backbone_depth": depth}) for depth in (50, 101)},
     # "B/16" -> "vit_b16"; image_size defaults to 224 in the constructor.
     **{f"vit_{v.replace('/', '').lower()}": (ViT, kw) for v, kw in VIT_VARIANTS.items()},
     **{f"mixer_{v.replace('/', '').lower()}": (MlpMixer, kw) for v, kw in MIXER_VARIANTS.items()},

@@ -1,0 +1,171 @@
+"""DETR: Carion et al. 2020, "End-to-End Object Detection with Transformers".
+
+A ResNet backbone's last feature map, projected to `dim` channels, is read as a grid of
+tokens by a transformer encoder; a decoder turns a fixed set of learned object queries
+into one box and one class distribution each (a class for "no object" included). Every
+decoder block's output goes through the same heads, for the auxiliary losses.
+
+Differences from the paper's code: the transformer is pre-LN (the paper's
+`--pre_norm` option; the post-LN default is harder to train from scratch), and the
+position encoding is the fixed 2-D sine-cosine table of `posemb_sincos_2d` over token
+indices rather than over coordinates normalised to the image. The backbone's BatchNorm
+trains with the model (the paper freezes ImageNet statistics). Inputs have one fixed
+size, so there is no padding mask.
+
+Outputs of one image (`num_queries` boxes, `num_classes + 1` logits, the last one
+"no object"):
+
+    pred_logits       [queries, num_classes + 1]   the last decoder block
+    pred_boxes        [queries, 4]                 (cx, cy, w, h) in [0, 1] of the image
+    aux_pred_logits   [layers - 1, queries, num_classes + 1]   the earlier blocks
+    aux_pred_boxes    [layers - 1, queries, 4]
+
+Reference: https://arxiv.org/abs/2005.12872.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._decoder import Decoder
+from ._encoder import EncoderBlock
+from ._layer_norm import LayerNorm
+from ._position_embedding import posemb_sincos_2d
+from ._resnet import ResNet
+
+_State = eqx.nn.State
+
+
+class DETR(eqx.Module):
+    """The DETR detector, acting on one image; see the module docstring for the outputs.
+
+    Arguments:
+        num_classes: number of object classes; the class head has one more logit, the
+            last, for "no object".
+        num_queries: number of object queries, i.e. of predicted boxes (100 in the paper).
+        dim: token size of the transformer (256).
+        num_heads: attention heads (8).
+        mlp_dim: hidden size of the transformer's MLPs (2048).
+        num_encoder_layers: encoder blocks (6).
+        num_decoder_layers: decoder blocks (6); each gives a set of predictions.
+        dropout_rate: dropout in the transformer (0.1).
+        backbone_depth: depth of the ResNet backbone (50), see `RESNET_VARIANTS`.
+        backbone_width: base width of the backbone (64).
+        backbone_stem: `"imagenet"` (32x downsampling) or `"cifar"` (8x, small images).
+        in_channels: channels of the input image.
+        key: PRNG key for initialisation (keyword only).
+
+    Called as `model(x, state, *, key=None) -> (outputs, state)` inside
+    `jax.vmap(..., axis_name="batch", in_axes=(0, None), out_axes=(0, None))` (the
+    backbone's BatchNorm); build the state with `eqx.nn.State(model)`.
+    """
+
+    backbone: ResNet
+    input_projection: eqx.nn.Linear
+    encoder_blocks: tuple[EncoderBlock, ...]
+    encoder_norm: LayerNorm
+    decoder: Decoder
+    query_embedding: Float[Array, "queries dim"]
+    class_head: eqx.nn.Linear
+    box_head: eqx.nn.MLP
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_queries: int = 100,
+        dim: int = 256,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        dropout_rate: float = 0.1,
+        backbone_depth: int = 50,
+        backbone_width: int = 64,
+        backbone_stem: str = "imagenet",
+        in_channels: int = 3,
+        *,
+        key: PRNGKeyArray,
+    ):
+        for name, value in (
+            ("num_classes", num_classes), ("num_queries", num_queries),
+            ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` (={value!r}) must be a positive integer.")
+        k_backbone, k_projection, k_encoder, k_decoder, k_query, k_class, k_box = (
+            jax.random.split(key, 7)
+        )
+        self.backbone = ResNet(
+            None, backbone_depth, backbone_width, in_channels, backbone_stem,
+            zero_init_residual=False, key=k_backbone,
+        )
+        channels = backbone_width * 8 * self.backbone.stages[-1].blocks[-1].expansion
+        self.input_projection = eqx.nn.Linear(channels, dim, key=k_projection)
+        self.encoder_blocks = tuple(
+            EncoderBlock(dim, num_heads, mlp_dim, dropout_rate=dropout_rate, key=block_key)
+            for block_key in jax.random.split(k_encoder, num_encoder_layers)
+        )
+        self.encoder_norm = LayerNorm(dim)
+        self.decoder = Decoder(
+            num_decoder_layers, dim, num_heads, mlp_dim, dropout_rate=dropout_rate,
+            key=k_decoder,
+        )
+        # Unit normal, as torch's nn.Embedding that DETR uses for its queries.
+        self.query_embedding = jax.random.normal(k_query, (num_queries, dim))
+        self.class_head = eqx.nn.Linear(dim, num_classes + 1, key=k_class)
+        self.box_head = eqx.nn.MLP(dim, 4, dim, 2, activation=jax.nn.relu, key=k_box)
+
+    def memory(
+        self,
+        x: Float[Array, "height width channels"],
+        state: _State,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, "tokens dim"], Float[Array, "tokens dim"], _State]:
+        """The encoder's output tokens, their position encoding and the updated state."""
+        features, state = self.backbone.features(x, state)
+        grid = features[f"stage_{len(self.backbone.stages)}"]
+        height, width, _ = grid.shape
+        tokens = jax.vmap(self.input_projection)(grid.reshape(height * width, -1))
+        pos = jnp.asarray(posemb_sincos_2d(height, width, tokens.shape[-1]), tokens.dtype)
+        keys = [None] * len(self.encoder_blocks)
+        if key is not None:
+            keys = list(jax.random.split(key, len(self.encoder_blocks)))
+        for block, block_key in zip(self.encoder_blocks, keys):
+            tokens = block(tokens, pos=pos, key=block_key)
+        return self.encoder_norm(tokens), pos, state
+
+    def __call__(
+        self,
+        x: Float[Array, "height width channels"],
+        state: _State,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[dict[str, Float[Array, "..."]], _State]:
+        """Predictions of every decoder block for one image, and the updated state.
+
+        Arguments:
+            x: the image, channels last.
+            state: the backbone's BatchNorm state.
+            key: PRNG key for dropout; only needed in training with dropout.
+
+        Returns:
+            `(outputs, state)`; `outputs` as in the module docstring.
+        """
+        encoder_key, decoder_key = (None, None) if key is None else jax.random.split(key)
+        memory, pos, state = self.memory(x, state, key=encoder_key)
+        queries = self.query_embedding.astype(memory.dtype)
+        hidden = self.decoder.intermediates(
+            jnp.zeros_like(queries), memory, query_pos=queries, memory_pos=pos,
+            key=decoder_key,
+        )
+        logits = jax.vmap(jax.vmap(self.class_head))(hidden)
+        boxes = jax.nn.sigmoid(jax.vmap(jax.vmap(self.box_head))(hidden))
+        outputs = {
+            "pred_logits": logits[-1],
+            "pred_boxes": boxes[-1],
+            "aux_pred_logits": logits[:-1],
+            "aux_pred_boxes": boxes[:-1],
+        }
+        return outputs, state
