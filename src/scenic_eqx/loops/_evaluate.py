@@ -4,10 +4,12 @@ from collections.abc import Callable, Iterable
 
 import equinox as eqx
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from ..data import pad_batch
 from ..tasks import AbstractTask
+from ._apply import apply_model
 from ._sharding import data_mesh, num_local_devices, replicate, shard_batch
 from ._steps import make_eval_step
 from ._train_state import has_state
@@ -16,6 +18,13 @@ from ._train_state import has_state
 @eqx.filter_jit
 def _eval_sums(task, model, model_state, batch):
     return make_eval_step(task)(model, model_state, batch)
+
+
+@eqx.filter_jit
+def _eval_sums_and_evaluator_inputs(task, model, model_state, batch):
+    model = eqx.nn.inference_mode(model)
+    outputs, _ = apply_model(model, model_state, batch["inputs"], key=None)
+    return task.metrics(outputs, batch), task.evaluator_inputs(outputs, batch)
 
 
 def evaluate(
@@ -41,7 +50,8 @@ def evaluate(
 
     Returns:
         `task.summarize` of the metric sums over the whole of `batches`: by default
-        `{name: value_sum / normalizer}`, as Python floats.
+        `{name: value_sum / normalizer}`, as Python floats; with the `result()` of the
+        task's evaluator (`task.make_evaluator()`, e.g. COCO AP) when it has one.
     """
     mesh = data_mesh() if mesh is None else mesh
     if model_state is None and has_state(model):
@@ -55,12 +65,21 @@ def evaluate_on_mesh(model, model_state, task, batches, mesh) -> dict[str, float
     if callable(batches) and not isinstance(batches, Iterable):
         batches = batches()
     local = num_local_devices(mesh)
+    evaluator = task.make_evaluator()
     totals = None
     for batch in batches:
         size = len(jax.tree.leaves(batch)[0])
-        batch = pad_batch(batch, -(-size // local) * local)
-        sums = _eval_sums(task, model, model_state, shard_batch(batch, mesh))
+        batch = shard_batch(pad_batch(batch, -(-size // local) * local), mesh)
+        if evaluator is None:
+            sums = _eval_sums(task, model, model_state, batch)
+        else:
+            sums, inputs = _eval_sums_and_evaluator_inputs(task, model, model_state, batch)
+            # Every host scores the whole evaluation set: gather all hosts' examples.
+            evaluator.update(multihost_utils.process_allgather(inputs, tiled=True))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     if totals is None:
         raise ValueError("`batches` yielded no batch: there is nothing to evaluate.")
-    return task.summarize(jax.device_get(totals))
+    results = task.summarize(jax.device_get(totals))
+    if evaluator is not None:
+        results.update(evaluator.result())
+    return results

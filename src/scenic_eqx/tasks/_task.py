@@ -6,6 +6,8 @@ import equinox as eqx
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
+from ._evaluator import Evaluator
+
 Batch = dict[str, PyTree]
 Metrics = dict[str, tuple[Float[Array, "*value"], Float[Array, ""]]]
 
@@ -22,7 +24,9 @@ class AbstractTask(eqx.Module):
     size or padding. Subclasses implement `loss` and `metrics` and are final.
 
     A metric that is not a ratio of sums (mean IoU from a confusion matrix) returns its
-    sufficient statistics as an array `value_sum` and overrides `summarize`.
+    sufficient statistics as an array `value_sum` and overrides `summarize`. One that
+    needs every prediction at once (COCO AP) comes from an `Evaluator`: the task
+    overrides `make_evaluator` and `evaluator_inputs`.
     """
 
     @abc.abstractmethod
@@ -40,3 +44,18 @@ class AbstractTask(eqx.Module):
         computed from accumulated statistics.
         """
         return {name: float(np.asarray(value) / np.asarray(norm)) for name, (value, norm) in totals.items()}
+
+    def make_evaluator(self) -> Evaluator | None:
+        """A fresh `Evaluator` for one evaluation, or `None` (the default) for none."""
+        return None
+
+    def evaluator_inputs(self, outputs: PyTree, batch: Batch) -> PyTree:
+        """What the evaluator's `update` reads from one batch, computed on the device.
+
+        Arrays with a leading batch axis, small enough to bring to the host (scored
+        boxes rather than feature maps). Only called when `make_evaluator` returns one.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__}.make_evaluator returns an evaluator, so it must "
+            "also define `evaluator_inputs`"
+        )
