@@ -4,6 +4,7 @@ import difflib
 from typing import Any
 
 from ._classification import ClassificationTask
+from ._detection import DetectionTask
 from ._encoder_decoder import EncoderDecoderTask
 from ._multilabel import MultiLabelClassificationTask
 from ._segmentation import SegmentationTask
@@ -11,6 +12,7 @@ from ._task import AbstractTask
 
 _TASKS: dict[str, type[AbstractTask]] = {
     "classification": ClassificationTask,
+    "detection": DetectionTask,
     "encoder_decoder": EncoderDecoderTask,
     "multilabel_classification": MultiLabelClassificationTask,
     "segmentation": SegmentationTask,

@@ -1,0 +1,260 @@
+"""Set prediction for object detection: DETR's Hungarian loss (Carion et al. 2020).
+
+Each image's predictions (a fixed number of boxes, each with class logits that end
+with a "no object" logit) are matched one-to-one to its ground-truth boxes by a
+bipartite matcher on a cost of class probability, L1 and GIoU distances. Matched
+predictions learn their target's class and box; the rest learn "no object".
+
+Reference: https://arxiv.org/abs/2005.12872, Section 3.1.
+"""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PyTree
+
+from ._box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from ._classification import batch_mask
+from ._coco_evaluator import CocoEvaluator
+from ._matchers import greedy_matcher, hungarian_jax_matcher, hungarian_matcher, sinkhorn_matcher
+from ._task import AbstractTask, Batch, Metrics
+
+MATCHERS = {
+    "hungarian": hungarian_matcher,
+    "hungarian_jax": hungarian_jax_matcher,
+    "greedy": greedy_matcher,
+    "sinkhorn": sinkhorn_matcher,
+}
+
+_TINY = float(jnp.finfo(jnp.float32).tiny)
+
+
+def scored_boxes(
+    logits: Float[Array, "*batch queries classes_plus_one"],
+    boxes: Float[Array, "*batch queries 4"],
+) -> dict[str, Array]:
+    """DETR's post-processing: one scored, labelled box per query.
+
+    Arguments:
+        logits: class logits whose last entry is "no object".
+        boxes: `(cx, cy, w, h)` boxes, normalised to the image.
+
+    Returns:
+        `{"boxes": [..., queries, 4] (x0, y0, x1, y1), "scores": [..., queries],
+        "labels": int32 [..., queries]}`: the most probable object class of each query
+        and its softmax probability (over all classes, "no object" included).
+    """
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., :-1]
+    return {
+        "boxes": box_cxcywh_to_xyxy(boxes.astype(jnp.float32)),
+        "scores": jnp.max(probs, axis=-1),
+        "labels": jnp.argmax(probs, axis=-1).astype(jnp.int32),
+    }
+
+
+def _gather(values: Array, index: Int[Array, "batch k"]) -> Array:
+    """`values[b, index[b, i], ...]` for every example `b`."""
+    return jax.vmap(lambda v, i: v[i])(values, index)
+
+
+class DetectionTask(AbstractTask):
+    """DETR's set loss over the model's final and (optionally) auxiliary predictions.
+
+    Outputs are a dict with `pred_logits` `[batch, queries, num_classes + 1]` (the last
+    class is "no object") and `pred_boxes` `[batch, queries, 4]` (`cx, cy, w, h` in
+    [0, 1]), and with `aux_loss`, `aux_pred_logits` / `aux_pred_boxes` with a leading
+    decoder-layer axis after the batch (as `nn.DETR` returns). `batch["label"]` is
+    `{"boxes": [batch, max_boxes, 4], "labels": int [batch, max_boxes], "box_mask":
+    [batch, max_boxes]}` (as the `coco/2017` and `synthetic_detection` datasets give),
+    padded boxes having mask 0.
+
+    For each set of predictions: the matcher pairs predictions with the real boxes of
+    each image on the cost `class_loss_coef * -p(class) + bbox_loss_coef * L1 +
+    giou_loss_coef * -GIoU`; the loss is `class_loss_coef * CE + bbox_loss_coef * L1 +
+    giou_loss_coef * (1 - GIoU)`. CE is over every query, the unmatched ones labelled
+    "no object" with weight `eos_coef`, normalised by the sum of the weights; L1 and
+    GIoU are summed over the matched boxes and divided by the number of real boxes in
+    the whole batch. The task sees the global batch (`jit` over the mesh), so that
+    normaliser is the sum over every device and host, as DETR's all-reduce makes it.
+    Padding examples (`batch_mask` 0) count nowhere. The loss sums the final and the
+    auxiliary sets.
+
+    Metrics, all of the final predictions: `loss_class`, `loss_bbox`, `loss_giou` (the
+    terms above as exact ratios over the whole evaluation), `class_error` (percentage
+    of matched boxes given the wrong class) and `loss`, their weighted sum. Evaluation
+    also reports COCO AP through `make_evaluator` (pycocotools).
+
+    Arguments:
+        eos_coef: weight of the "no object" class in the cross-entropy (0.1).
+        class_loss_coef, bbox_loss_coef, giou_loss_coef: weights of the three terms in
+            the matching cost and the loss (1, 5, 2 in the paper).
+        matcher: `"hungarian"` (scipy, on the host), `"hungarian_jax"` (on the device),
+            `"greedy"` or `"sinkhorn"`.
+        aux_loss: add the losses of the auxiliary predictions.
+    """
+
+    eos_coef: float = eqx.field(default=0.1, static=True)
+    class_loss_coef: float = eqx.field(default=1.0, static=True)
+    bbox_loss_coef: float = eqx.field(default=5.0, static=True)
+    giou_loss_coef: float = eqx.field(default=2.0, static=True)
+    matcher: str = eqx.field(default="hungarian_jax", static=True)
+    aux_loss: bool = eqx.field(default=True, static=True)
+
+    def __check_init__(self):
+        if self.matcher not in MATCHERS:
+            raise ValueError(
+                f"`matcher` (={self.matcher!r}) must be one of {', '.join(MATCHERS)}"
+            )
+        for name in ("eos_coef", "class_loss_coef", "bbox_loss_coef", "giou_loss_coef"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"`{name}` (={value!r}) must be a finite non-negative number")
+
+    def _targets(self, outputs: PyTree, batch: Batch):
+        logits = outputs["pred_logits"]
+        label = batch["label"]
+        if not isinstance(label, dict) or not {"boxes", "labels", "box_mask"} <= set(label):
+            keys = sorted(label) if isinstance(label, dict) else type(label).__name__
+            raise ValueError(
+                '`batch["label"]` must be a dict with "boxes", "labels" and "box_mask"; '
+                f"got {keys}"
+            )
+        batch_size = logits.shape[0]
+        boxes, labels = jnp.asarray(label["boxes"]), jnp.asarray(label["labels"])
+        max_boxes = labels.shape[-1]
+        if boxes.shape != (batch_size, max_boxes, 4) or labels.shape != (batch_size, max_boxes):
+            raise ValueError(
+                f'`batch["label"]` has boxes {boxes.shape} and labels {labels.shape}; '
+                f"expected [{batch_size}, max_boxes, 4] and [{batch_size}, max_boxes]"
+            )
+        valid = jnp.asarray(label["box_mask"]).astype(jnp.float32)
+        valid = valid * batch_mask(batch, batch_size)[:, None]
+        return boxes.astype(jnp.float32), labels.astype(jnp.int32), valid
+
+    def _terms(self, logits, boxes, target_boxes, target_labels, valid, example_mask):
+        """Matches one set of predictions; the `(sum, normaliser)` pair of each term."""
+        num_classes = logits.shape[-1] - 1
+        logits = logits.astype(jnp.float32)
+        boxes = boxes.astype(jnp.float32)
+        # Pairwise [batch, queries, max_boxes] terms, computed once for the matching
+        # (which stops their gradient) and gathered at the matched pairs for the loss.
+        probs = jax.nn.softmax(logits, axis=-1)
+        target_probs = jax.vmap(lambda p, t: p[:, t])(probs, target_labels)
+        l1 = jnp.sum(jnp.abs(boxes[:, :, None, :] - target_boxes[:, None, :, :]), axis=-1)
+        giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target_boxes))
+        cost = (
+            self.bbox_loss_coef * l1
+            - self.class_loss_coef * target_probs
+            - self.giou_loss_coef * giou
+        )
+        pairs = MATCHERS[self.matcher](cost, valid)
+        query, target = pairs[:, 0], pairs[:, 1]
+        matched = _gather(valid, target)  # [batch, k]: 1 for a pair with a real box
+        pair = jax.vmap(lambda m, q, t: m[q, t])
+
+        # Class targets: "no object" everywhere but at the queries matched to real boxes.
+        matched_labels = jnp.where(matched > 0, _gather(target_labels, target), num_classes)
+        classes = jax.vmap(lambda q, c: jnp.full(logits.shape[1], num_classes).at[q].set(c))(
+            query, matched_labels
+        )
+        weights = jnp.where(classes == num_classes, self.eos_coef, 1.0) * example_mask[:, None]
+        cross_entropy = optax.losses.softmax_cross_entropy_with_integer_labels(logits, classes)
+        wrong = (jnp.argmax(logits[..., :-1], axis=-1) != classes).astype(jnp.float32)
+        num_boxes = jnp.sum(valid)
+        return {
+            "loss_class": (jnp.sum(weights * cross_entropy), jnp.sum(weights)),
+            "loss_bbox": (jnp.sum(pair(l1, query, target) * matched), num_boxes),
+            "loss_giou": (jnp.sum((1 - pair(giou, query, target)) * matched), num_boxes),
+            "class_error": (100 * jnp.sum(_gather(wrong, query) * matched), jnp.sum(matched)),
+        }
+
+    def _prediction_sets(self, outputs: PyTree) -> list[tuple[Array, Array]]:
+        """`(logits, boxes)` of the final predictions, then of each auxiliary set."""
+        sets = [(outputs["pred_logits"], outputs["pred_boxes"])]
+        if self.aux_loss and "aux_pred_logits" in outputs:
+            aux_logits, aux_boxes = outputs["aux_pred_logits"], outputs["aux_pred_boxes"]
+            sets += [(aux_logits[:, i], aux_boxes[:, i]) for i in range(aux_logits.shape[1])]
+        return sets
+
+    def _weighted_sum(self, ratios: dict[str, Array | float]) -> Array | float:
+        return (
+            self.class_loss_coef * ratios["loss_class"]
+            + self.bbox_loss_coef * ratios["loss_bbox"]
+            + self.giou_loss_coef * ratios["loss_giou"]
+        )
+
+    def loss(self, outputs: PyTree, batch: Batch) -> Float[Array, ""]:
+        """The Hungarian loss summed over the final and auxiliary prediction sets.
+
+        Arguments:
+            outputs: the model's output dict (see the class docstring).
+            batch: the batch dict with the `label` dict and optionally `batch_mask`.
+
+        Returns:
+            A float32 scalar.
+        """
+        target_boxes, target_labels, valid = self._targets(outputs, batch)
+        example_mask = batch_mask(batch, valid.shape[0])
+        total = jnp.zeros((), jnp.float32)
+        for logits, boxes in self._prediction_sets(outputs):
+            terms = self._terms(logits, boxes, target_boxes, target_labels, valid, example_mask)
+            # DETR clamps the number of boxes at 1: a batch without boxes has box losses 0.
+            ratios = {
+                "loss_class": terms["loss_class"][0] / jnp.maximum(terms["loss_class"][1], _TINY),
+                "loss_bbox": terms["loss_bbox"][0] / jnp.maximum(terms["loss_bbox"][1], 1.0),
+                "loss_giou": terms["loss_giou"][0] / jnp.maximum(terms["loss_giou"][1], 1.0),
+            }
+            total = total + self._weighted_sum(ratios)
+        return total
+
+    def metrics(self, outputs: PyTree, batch: Batch) -> Metrics:
+        """The loss terms of the final predictions and `class_error`, as sums.
+
+        Returns:
+            `{name: (value_sum, normalizer)}` float32 scalars for `loss_class`,
+            `loss_bbox`, `loss_giou` and `class_error`; `summarize` adds `loss`.
+        """
+        target_boxes, target_labels, valid = self._targets(outputs, batch)
+        example_mask = batch_mask(batch, valid.shape[0])
+        return self._terms(
+            outputs["pred_logits"], outputs["pred_boxes"], target_boxes, target_labels,
+            valid, example_mask,
+        )
+
+    def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+        """The ratios of the summed terms, and `loss`, their weighted sum."""
+        results = super().summarize(totals)
+        if {"loss_class", "loss_bbox", "loss_giou"} <= set(results):
+            results["loss"] = float(self._weighted_sum(results))
+        return results
+
+    def make_evaluator(self) -> CocoEvaluator:
+        """A fresh COCO AP evaluator (pycocotools) for one evaluation."""
+        return CocoEvaluator()
+
+    def evaluator_inputs(self, outputs: PyTree, batch: Batch) -> dict[str, Array]:
+        """The final predictions as scored boxes, with the targets, for `CocoEvaluator`.
+
+        Returns:
+            `scored_boxes` of the final predictions plus `target_boxes` (`x0, y0, x1,
+            y1`), `target_labels`, `target_mask` (real boxes of real examples),
+            `batch_mask` and `image_size` (`[batch, 2]`, the inputs' height and width,
+            to which the normalised boxes are scaled), each with a leading batch axis.
+        """
+        target_boxes, target_labels, valid = self._targets(outputs, batch)
+        batch_size = valid.shape[0]
+        height, width = jnp.shape(batch["inputs"])[1:3]
+        return {
+            **scored_boxes(outputs["pred_logits"], outputs["pred_boxes"]),
+            "target_boxes": box_cxcywh_to_xyxy(target_boxes),
+            "target_labels": target_labels,
+            "target_mask": valid,
+            "batch_mask": batch_mask(batch, batch_size),
+            "image_size": jnp.broadcast_to(
+                jnp.asarray([height, width], jnp.float32), (batch_size, 2)
+            ),
+        }
