@@ -4,7 +4,7 @@ For datasets generated on the fly (synthetic ones): plain numpy, no TensorFlow, 
 same contract as the TFDS pipelines of `_pipeline.py`.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -13,8 +13,19 @@ from ._dataset import Batch
 from ._padding import pad_batch
 
 
-def _num_examples(arrays: dict[str, np.ndarray]) -> int:
-    sizes = {key: len(value) for key, value in arrays.items()}
+def _take(arrays: Mapping, rows) -> dict:
+    """`value[rows]` of every array in a dict of arrays or of nested dicts of arrays."""
+    return {
+        key: _take(value, rows) if isinstance(value, Mapping) else value[rows]
+        for key, value in arrays.items()
+    }
+
+
+def _num_examples(arrays: Mapping) -> int:
+    sizes = {
+        key: _num_examples(value) if isinstance(value, Mapping) else len(value)
+        for key, value in arrays.items()
+    }
     if not arrays or len(set(sizes.values())) != 1:
         raise ValueError(
             f"`arrays` must be a non-empty dict of arrays sharing their leading size; got {sizes}."
@@ -37,7 +48,8 @@ def train_batches(
     order, a function of `(shuffle_seed, epoch)` only; batches run across epoch ends.
 
     Arguments:
-        arrays: examples along axis 0 (`inputs`, `label`, ...).
+        arrays: examples along axis 0 (`inputs`, `label`, ...); a value may be a dict
+            of arrays (a label pytree such as detection boxes and classes).
         batch_size: examples per batch on this host.
         shuffle_seed: seed of the order; the same seed gives the same batches.
         process_index: this host's index.
@@ -56,7 +68,7 @@ def train_batches(
             f"`process_count` (={process_count}) hosts."
         )
     start = process_index * share
-    arrays = {key: value[start : start + share] for key, value in arrays.items()}
+    arrays = _take(arrays, slice(start, start + share))
     mask = np.ones((batch_size,), np.float32)
 
     def batches():
@@ -66,7 +78,7 @@ def train_batches(
                 permutation = np.random.default_rng([shuffle_seed, epoch]).permutation(share)
                 order, epoch = np.concatenate([order, permutation]), epoch + 1
             indices, order = order[:batch_size], order[batch_size:]
-            yield {**{key: value[indices] for key, value in arrays.items()}, "batch_mask": mask}
+            yield {**_take(arrays, indices), "batch_mask": mask}
 
     return batches()
 
@@ -80,7 +92,7 @@ class EvalBatches:
     runs as many steps and every example counts exactly once overall.
 
     Arguments:
-        arrays: examples along axis 0.
+        arrays: examples along axis 0, as in `train_batches`.
         batch_size: examples per batch on this host.
         process_index: this host's index.
         process_count: the number of hosts.
@@ -98,15 +110,13 @@ class EvalBatches:
         process_index, process_count = check_process(process_index, process_count)
         bounds = np.linspace(0, _num_examples(arrays), process_count + 1).round().astype(int)
         start, stop = bounds[process_index], bounds[process_index + 1]
-        self._arrays = {key: value[start:stop] for key, value in arrays.items()}
+        self._arrays = _take(arrays, slice(start, stop))
         self._num_batches = -(-int(np.diff(bounds).max()) // self._batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         for i in range(self._num_batches):
             rows = slice(i * self._batch_size, (i + 1) * self._batch_size)
-            yield pad_batch(
-                {key: value[rows] for key, value in self._arrays.items()}, self._batch_size
-            )
+            yield pad_batch(_take(self._arrays, rows), self._batch_size)
 
     def __len__(self) -> int:
         return self._num_batches

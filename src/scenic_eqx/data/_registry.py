@@ -65,6 +65,7 @@ _DATASETS: dict[str, _Entry | _Builder] = {
     "image_folder": _Builder("scenic_eqx.data._image_folder", "image_folder_dataset"),
     "video_tfrecord": _Builder("scenic_eqx.data._video", "video_tfrecord_dataset"),
     "synthetic_segmentation": _Builder("scenic_eqx.data._synthetic_segmentation", "synthetic_segmentation_dataset"),
+    "synthetic_detection": _Builder("scenic_eqx.data._synthetic_detection", "synthetic_detection_dataset"),
 }
 
 # Options of the tf.data pipelines that `get_dataset` passes through (see `_pipeline`).

@@ -162,6 +162,20 @@ def generate(num_examples: int, *, image_size: int, seed: int, split: str) -> di
     return {"inputs": images, "label": labels}
 
 
+def check_options(
+    image_size: int, num_train_examples: int, num_test_examples: int, seed: int
+) -> tuple[int, int, int, int]:
+    """The options of a synthetic shapes dataset, checked; a ValueError names a bad one."""
+    image_size = check_positive_int("image_size", image_size)
+    if image_size < 8:
+        raise ValueError(f"`image_size` (={image_size}) must be at least 8.")
+    num_train_examples = check_positive_int("num_train_examples", num_train_examples)
+    num_test_examples = check_positive_int("num_test_examples", num_test_examples)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` (={seed!r}) must be a non-negative integer.")
+    return image_size, num_train_examples, num_test_examples, seed
+
+
 def synthetic_segmentation_dataset(
     *,
     batch_size: int,
@@ -192,13 +206,9 @@ def synthetic_segmentation_dataset(
         `label` int32 `[batch, size, size]` and `batch_mask` `[batch]`. There is one
         held-out split: `valid_iter` and `test_iter` are both passes over it.
     """
-    image_size = check_positive_int("image_size", image_size)
-    if image_size < 8:
-        raise ValueError(f"`image_size` (={image_size}) must be at least 8.")
-    num_train_examples = check_positive_int("num_train_examples", num_train_examples)
-    num_test_examples = check_positive_int("num_test_examples", num_test_examples)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` (={seed!r}) must be a non-negative integer.")
+    image_size, num_train_examples, num_test_examples, seed = check_options(
+        image_size, num_train_examples, num_test_examples, seed
+    )
     process_index, process_count = check_process(process_index, process_count)
     hosts = {"process_index": process_index, "process_count": process_count}
     train = generate(num_train_examples, image_size=image_size, seed=seed, split="train")
