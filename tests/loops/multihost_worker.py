@@ -42,6 +42,32 @@ class DropoutMLP(eqx.Module):
         return self.head(self.dropout(jax.nn.relu(self.hidden(x)), key=key))
 
 
+class BoxRegressor(eqx.Module):
+    """DETR-shaped outputs (3 queries, 2 classes) from a 4x4 image: one linear map."""
+
+    linear: eqx.nn.Linear
+
+    def __init__(self, *, key):
+        self.linear = eqx.nn.Linear(16, 3 * 3 + 3 * 4, key=key)
+
+    def __call__(self, x, *, key=None):
+        y = self.linear(x.reshape(-1))
+        return {"pred_logits": y[:9].reshape(3, 3), "pred_boxes": jax.nn.sigmoid(y[9:].reshape(3, 4))}
+
+
+def detection_batches(num, size=8):
+    """Random images with up to 2 boxes each, the model's own boxes jittered among them."""
+    rng = np.random.default_rng(1)
+    model = BoxRegressor(key=jax.random.key(2))
+    for _ in range(num):
+        x = rng.normal(size=(size, 4, 4, 1)).astype(np.float32)
+        boxes = np.asarray(jax.vmap(model)(x)["pred_boxes"][:, :2])
+        boxes = boxes + rng.normal(scale=0.03, size=boxes.shape).astype(np.float32)
+        label = {"boxes": boxes, "labels": rng.integers(0, 2, size=(size, 2)).astype(np.int32),
+                 "box_mask": (rng.uniform(size=(size, 2)) < 0.8).astype(np.float32)}
+        yield {"inputs": x, "label": label, "batch_mask": np.ones(size, np.float32)}
+
+
 def global_batches(num, size=16):
     rng = np.random.default_rng(0)
     for _ in range(num):
@@ -53,8 +79,9 @@ def global_batches(num, size=16):
 def this_host(batches):
     """This process's rows of each global batch, as a data loader split by host would give."""
     for batch in batches:
-        share = len(batch["label"]) // num_processes
-        yield {k: v[process_id * share : (process_id + 1) * share] for k, v in batch.items()}
+        share = len(batch["batch_mask"]) // num_processes
+        rows = slice(process_id * share, (process_id + 1) * share)
+        yield jax.tree.map(lambda v: v[rows], batch)
 
 
 assert jax.device_count() == 4 and jax.process_count() == num_processes
@@ -65,9 +92,14 @@ state, history = loops.fit(
     workdir=os.path.join(out, "workdir"), checkpoint_every=3, progress=False,
 )
 metrics = loops.evaluate(state.model, task, list(this_host(global_batches(2))))
+# COCO AP needs every host's detections: each host gathers them all.
+detection = loops.evaluate(
+    BoxRegressor(key=jax.random.key(2)), tasks.DetectionTask(), list(this_host(detection_batches(3)))
+)
 params = jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))
 # Parameters are replicated: every host holds a full copy on its own devices.
 arrays = {f"p{i}": np.asarray(p.addressable_data(0)) for i, p in enumerate(params)}
 if process_id == 0:
     np.savez(os.path.join(out, "result.npz"), loss=history[-1]["loss"], eval_accuracy=metrics["accuracy"],
-             eval_loss=metrics["loss"], **arrays)
+             eval_loss=metrics["loss"], eval_ap=detection["AP"], eval_ap50=detection["AP50"],
+             eval_box_loss=detection["loss_bbox"], **arrays)
