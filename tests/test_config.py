@@ -67,3 +67,30 @@ def test_config_without_get_config(tmp_path):
     path.write_text("x = 1\n")
     with pytest.raises(ValueError, match="defines no `get_config"):
         _config.load_config(str(path))
+
+
+def test_learning_rate_multipliers_scale_their_parameter_groups(config):
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    class Model(eqx.Module):
+        backbone: dict
+        head: jax.Array
+
+    params = Model({"conv": jnp.ones(3), "norm": jnp.ones(2)}, jnp.ones(4))
+    grads = jax.tree.map(jnp.ones_like, params)
+    config.optimizer, config.optimizer_kwargs = "sgd", ml_collections.ConfigDict()
+    config.schedule, config.schedule_kwargs = "constant", ml_collections.ConfigDict({"base_learning_rate": 0.5})
+    config.grad_clip_norm = None
+    with config.unlocked():
+        config.learning_rate_multipliers = {"backbone": 0.1}
+    _config.check_keys(config)
+    optimizer, _ = _experiment.build_optimizer(config)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    assert jnp.allclose(updates.head, -0.5) and jnp.allclose(updates.backbone["conv"], -0.05)
+    assert jnp.allclose(updates.backbone["norm"], -0.05)
+    config.learning_rate_multipliers = {"backbones": 0.1}
+    optimizer, _ = _experiment.build_optimizer(config)
+    with pytest.raises(ValueError, match=r"names \['backbones'\], which match no trainable parameter"):
+        optimizer.init(params)

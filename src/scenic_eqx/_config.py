@@ -22,6 +22,10 @@ CONFIG_KEYS = {
     "optimizer_kwargs": "its other keyword arguments",
     "schedule": "the name of a schedule in `scenic_eqx.loops` (e.g. 'warmup_cosine_decay')",
     "schedule_kwargs": "its keyword arguments; `num_steps` is filled in",
+    "learning_rate_multipliers": (
+        "optional {parameter path prefix: factor} scaling the schedule for those "
+        "parameters, e.g. {'backbone': 0.1}"
+    ),
     "grad_clip_norm": "global-norm gradient clipping, or None",
     "num_train_steps": "number of optimizer steps",
     "log_every": "steps between training-metric records",

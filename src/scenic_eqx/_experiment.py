@@ -1,6 +1,7 @@
 """Running a config: dataset, model, task and optimizer by name, then `loops.fit`."""
 
 import difflib
+import functools
 import inspect
 import json
 import os
@@ -37,8 +38,43 @@ def build_optimizer(config: ml_collections.ConfigDict) -> tuple[optax.GradientTr
     optimizers = [n for n, f in vars(optax).items() if callable(f) and "learning_rate" in _parameters(f)]
     if config.optimizer not in optimizers:
         raise _unknown("`config.optimizer`", config.optimizer, optimizers)
-    optimizer = getattr(optax, config.optimizer)(learning_rate=schedule, **config.optimizer_kwargs)
+    def make_optimizer(learning_rate):
+        return getattr(optax, config.optimizer)(learning_rate=learning_rate, **config.optimizer_kwargs)
+
+    multipliers = dict(config.get("learning_rate_multipliers") or {})
+    if not multipliers:
+        optimizer = make_optimizer(schedule)
+    else:
+        # One optimizer per group, each at its own multiple of the schedule (DETR trains
+        # its backbone at a tenth of the transformer's rate).
+        groups = {"default": make_optimizer(schedule)}
+        for prefix, factor in multipliers.items():
+            groups[prefix] = make_optimizer(lambda step, f=float(factor): f * schedule(step))
+        optimizer = optax.multi_transform(groups, functools.partial(_group_labels, tuple(multipliers)))
     return loops.clip_by_global_norm(optimizer, config.grad_clip_norm), schedule
+
+
+def _group_labels(prefixes: tuple[str, ...], params):
+    """Each parameter's `learning_rate_multipliers` group: the longest prefix of its
+    path (`backbone.stages[0]...`) among `prefixes`, else `"default"`."""
+    used = set()
+
+    def label(path, _):
+        name = jax.tree_util.keystr(path).lstrip(".")
+        matches = [p for p in prefixes if name == p or name.startswith((p + ".", p + "["))]
+        if not matches:
+            return "default"
+        used.add(group := max(matches, key=len))
+        return group
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    unused = [p for p in prefixes if p not in used]
+    if unused:
+        raise ValueError(
+            f"`config.learning_rate_multipliers` names {unused}, which match no trainable "
+            "parameter path (e.g. 'backbone' or 'encoder.blocks[0]')."
+        )
+    return labels
 
 
 def _parameters(function) -> tuple[str, ...]:
