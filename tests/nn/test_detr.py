@@ -130,3 +130,16 @@ def test_encoder_block_position_enters_queries_and_keys_only():
     expected = x + y
     expected = expected + block.mlp(block.norm2(expected))
     np.testing.assert_allclose(block(x, pos=pos), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_backbone_starts_from_a_resnet_classifier_checkpoint():
+    path = "tests/nn/fixtures/timm_resnet_basic.safetensors"
+    classifier = nn.create("resnet18", num_classes=5, width=2, weights=path, key=jax.random.key(0))
+    detr = nn.DETR(3, **{**TINY, "backbone_width": 2, "backbone_stem": "imagenet"},
+                   backbone_weights=path, key=jax.random.key(1))  # fmt: skip
+    assert detr.backbone.head is None
+    backbone_leaves = jax.tree.leaves(eqx.filter(detr.backbone, eqx.is_array))
+    classifier_leaves = jax.tree.leaves(eqx.filter((classifier.stem, classifier.stages), eqx.is_array))
+    assert len(backbone_leaves) == len(classifier_leaves)
+    for ours, theirs in zip(backbone_leaves, classifier_leaves):
+        np.testing.assert_array_equal(ours, theirs)

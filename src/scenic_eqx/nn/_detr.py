@@ -54,6 +54,9 @@ class DETR(eqx.Module):
         backbone_width: base width of the backbone (64).
         backbone_stem: `"imagenet"` (32x downsampling) or `"cifar"` (8x, small images).
         in_channels: channels of the input image.
+        backbone_weights: optional path of a ResNet classifier checkpoint (timm or
+            transformers `.safetensors`, see `load_weights`) for the backbone, without
+            its head: DETR starts from an ImageNet-trained ResNet.
         key: PRNG key for initialisation (keyword only).
 
     Called as `model(x, state, *, key=None) -> (outputs, state)` inside
@@ -84,6 +87,7 @@ class DETR(eqx.Module):
         backbone_width: int = 64,
         backbone_stem: str = "imagenet",
         in_channels: int = 3,
+        backbone_weights: str | None = None,
         *,
         key: PRNGKeyArray,
     ):
@@ -100,6 +104,10 @@ class DETR(eqx.Module):
             None, backbone_depth, backbone_width, in_channels, backbone_stem,
             zero_init_residual=False, key=k_backbone,
         )
+        if backbone_weights is not None:
+            from ._weights import load_weights
+
+            self.backbone = load_weights(self.backbone, backbone_weights)
         channels = backbone_width * 8 * self.backbone.stages[-1].blocks[-1].expansion
         self.input_projection = eqx.nn.Linear(channels, dim, key=k_projection)
         self.encoder_blocks = tuple(

@@ -49,6 +49,8 @@ def load_weights(model: eqx.Module, path: str | os.PathLike, *, strict: bool = T
 
     A checkpoint whose head has another number of classes leaves the model's own,
     freshly initialised `head` in place, with a warning: the usual start of fine-tuning.
+    A model built without a head (`ResNet(None, ...)`, a detector's backbone) ignores
+    the checkpoint's.
     Learned position embeddings of another grid size are resampled bilinearly
     (`resample_posemb_grid`; the class-token row is kept), as for fine-tuning at a
     higher resolution.
@@ -244,6 +246,9 @@ def _assign(model, converted, unmatched, origins, path, description, strict):
     origin = lambda key: origins.get(key, key)
 
     head = ("head.weight", "head.bias")
+    if getattr(model, "head", ()) is None:
+        # A model built without a head (a detector's backbone) takes the features only.
+        converted = {k: v for k, v in converted.items() if k not in head}
     ckpt_head, model_head = converted.get(head[0], (None,))[0], params.get(head[0])
     if (
         ckpt_head is not None and model_head is not None and ckpt_head.ndim == 2
