@@ -6,6 +6,7 @@ rank promotion raises; every jaxtyping annotation in `scenic_eqx` is checked by 
 """
 
 import os
+import socket
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -23,3 +24,15 @@ def getkey():
     """A fresh, seeded PRNG key on each call: tests are deterministic."""
     keys = iter(jax.random.split(jax.random.key(5678), 1000))
     return lambda: next(keys)
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a free TCP port on 127.0.0.1 (for `jax.distributed` clusters)."""
+
+    def find() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return find

@@ -1,7 +1,6 @@
 """Two `jax.distributed` processes on 127.0.0.1 train like one process with all the devices."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,14 +9,8 @@ import numpy as np
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_cluster(num_processes: int, out) -> dict:
-    port = str(free_port())
+def run_cluster(num_processes: int, out, port: int) -> dict:
+    port = str(port)
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     procs = [
         subprocess.Popen(
@@ -32,11 +25,11 @@ def run_cluster(num_processes: int, out) -> dict:
     return dict(np.load(out / "result.npz"))
 
 
-def test_two_hosts_match_one_host(tmp_path):
+def test_two_hosts_match_one_host(tmp_path, free_port):
     (tmp_path / "two").mkdir()
     (tmp_path / "one").mkdir()
-    two = run_cluster(2, tmp_path / "two")
-    one = run_cluster(1, tmp_path / "one")
+    two = run_cluster(2, tmp_path / "two", free_port())
+    one = run_cluster(1, tmp_path / "one", free_port())
     assert set(two) == set(one)
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-6, err_msg=name)
