@@ -209,6 +209,16 @@ def test_bad_arguments_are_named():
         DetectionTask().loss(outputs, {"label": {"boxes": label["boxes"], "labels": label["labels"]}})
     with pytest.raises(ValueError, match="boxes"):
         DetectionTask().loss(outputs, {"label": {**label, "boxes": label["boxes"][:, :, :2]}})
+    with pytest.raises(ValueError, match="box_mask"):
+        DetectionTask().loss(outputs, {"label": {**label, "box_mask": label["box_mask"][:, :1]}})
+    # A real box of class 3 with 3 classes is an error; a padded one is not.
+    bad = {**label, "labels": label["labels"].copy()}
+    bad["labels"][0, 0] = NUM_CLASSES
+    with pytest.raises(Exception, match=r"class of a real box outside \[0, 3\)"):
+        _loss(DetectionTask(), outputs, {"label": bad})
+    bad["box_mask"] = label["box_mask"].copy()
+    bad["box_mask"][0, 0] = 0.0
+    assert np.isfinite(_loss(DetectionTask(), outputs, {"label": bad}))
 
 
 def test_registered_by_name():

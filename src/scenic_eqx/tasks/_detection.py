@@ -132,8 +132,22 @@ class DetectionTask(AbstractTask):
                 f"expected [{batch_size}, max_boxes, 4] and [{batch_size}, max_boxes]"
             )
         valid = jnp.asarray(label["box_mask"]).astype(jnp.float32)
+        if valid.shape != labels.shape:
+            raise ValueError(
+                f'`batch["label"]["box_mask"]` has shape {valid.shape}; expected '
+                f"{labels.shape} to match the labels"
+            )
         valid = valid * batch_mask(batch, batch_size)[:, None]
         return boxes.astype(jnp.float32), labels.astype(jnp.int32), valid
+
+    def _check_labels(self, results, labels, valid, num_classes):
+        # Checked on the small results, as in SegmentationTask: an out-of-range class
+        # would otherwise be clamped by the gathers into "no object".
+        out_of_range = jnp.any((valid > 0) & ((labels < 0) | (labels >= num_classes)))
+        return eqx.error_if(
+            results, out_of_range,
+            f'`batch["label"]["labels"]` holds a class of a real box outside [0, {num_classes})',
+        )
 
     def _terms(self, logits, boxes, target_boxes, target_labels, valid, example_mask):
         """Matches one set of predictions; the `(sum, normaliser)` pair of each term."""
@@ -209,7 +223,8 @@ class DetectionTask(AbstractTask):
                 "loss_giou": terms["loss_giou"][0] / jnp.maximum(terms["loss_giou"][1], 1.0),
             }
             total = total + self._weighted_sum(ratios)
-        return total
+        num_classes = outputs["pred_logits"].shape[-1] - 1
+        return self._check_labels(total, target_labels, valid, num_classes)
 
     def metrics(self, outputs: PyTree, batch: Batch) -> Metrics:
         """The loss terms of the final predictions and `class_error`, as sums.
@@ -220,10 +235,12 @@ class DetectionTask(AbstractTask):
         """
         target_boxes, target_labels, valid = self._targets(outputs, batch)
         example_mask = batch_mask(batch, valid.shape[0])
-        return self._terms(
+        terms = self._terms(
             outputs["pred_logits"], outputs["pred_boxes"], target_boxes, target_labels,
             valid, example_mask,
         )
+        num_classes = outputs["pred_logits"].shape[-1] - 1
+        return self._check_labels(terms, target_labels, valid, num_classes)
 
     def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
         """The ratios of the summed terms, and `loss`, their weighted sum."""
