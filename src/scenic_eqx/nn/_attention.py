@@ -143,6 +143,7 @@ class MultiHeadDotProductAttention(eqx.Module):
         x_kv: Float[Array, "k kv_dim"] | None = None,
         mask: Bool[Array, "q k"] | Bool[Array, "#heads q k"] | None = None,
         *,
+        x_v: Float[Array, "k kv_dim"] | None = None,
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, "q dim"]:
         """Attends from `x_q` to `x_kv` (to `x_q` itself when `x_kv` is `None`).
@@ -151,6 +152,8 @@ class MultiHeadDotProductAttention(eqx.Module):
             x_q: query tokens.
             x_kv: key/value tokens; `None` for self-attention.
             mask: `True` where a query may attend to a key, `[q, k]` or `[heads, q, k]`.
+            x_v: tokens projected to the values, one per key, when they differ from
+                those projected to the keys (`x_kv`); see `attend`.
             key: PRNG key for attention dropout; only needed when it is active.
 
         Returns:
@@ -159,7 +162,7 @@ class MultiHeadDotProductAttention(eqx.Module):
         x_kv = x_q if x_kv is None else x_kv
         q = self._heads(self.query, x_q)
         k = self._heads(self.key, x_kv)
-        v = self._heads(self.value, x_kv)
+        v = self._heads(self.value, x_kv if x_v is None else x_v)
         q = q * jnp.asarray(1 / math.sqrt(q.shape[-1]), q.dtype)
         if mask is not None and mask.ndim == 2:
             mask = mask[None]
@@ -207,9 +210,8 @@ def attend(
     """`attention` with separate inputs for its keys and its values.
 
     DETR (Carion et al. 2020) adds position embeddings to the queries and keys but not
-    to the values; `MultiHeadDotProductAttention` projects keys and values from one
-    input, so when they differ this projects each with the module's own weights and
-    runs the same core. When `x_k is x_v` it simply calls `attention`.
+    to the values: this projects `x_k` to the keys and `x_v` to the values with the
+    module's own weights (its `x_v` argument).
 
     Arguments:
         attention: the attention layer whose weights are used.
@@ -222,21 +224,4 @@ def attend(
     Returns:
         One output token per query token.
     """
-    if x_k is x_v:
-        return attention(x_q, x_k, mask, key=key)
-    q = attention._heads(attention.query, x_q)
-    k = attention._heads(attention.key, x_k)
-    v = attention._heads(attention.value, x_v)
-    q = q * jnp.asarray(1 / math.sqrt(q.shape[-1]), q.dtype)
-    keep = None
-    if attention.dropout_rate > 0 and not attention.inference:
-        if key is None:
-            raise ValueError(
-                "`key` is required for attention dropout in training; pass a key "
-                "or switch to inference with `eqx.nn.inference_mode(model)`"
-            )
-        rate = attention.dropout_rate
-        kept = jax.random.bernoulli(key, 1 - rate, (q.shape[0], q.shape[1], k.shape[1]))
-        keep = kept.astype(q.dtype) / (1 - rate)
-    o = dot_product_attention_core(q, k, v, None if mask is None else mask[None], keep)
-    return jax.vmap(attention.out)(o.transpose(1, 0, 2).reshape(x_q.shape[0], -1))
+    return attention(x_q, x_k, mask, x_v=x_v, key=key)
