@@ -106,3 +106,11 @@ def test_fit_takes_prefetched_batches(getkey):
     for x, y in zip(host, prefetched):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert not np.array_equal(np.asarray(host[0]), np.asarray(model.layer.weight))
+
+
+def test_evaluate_takes_prefetched_batches(getkey):
+    model, mesh = _Linear(key=getkey()), loops.data_mesh()
+    batches = [{k: v for k, v in b.items() if k != "nested"} for b in _batches(3)]
+    expected = loops.evaluate(model, tasks.ClassificationTask(), batches)
+    prefetched = loops.evaluate(model, tasks.ClassificationTask(), prefetch_to_mesh(batches, mesh))
+    assert prefetched == expected

@@ -24,7 +24,7 @@ import equinox as eqx  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from scenic_eqx import loops, tasks  # noqa: E402
+from scenic_eqx import data, loops, tasks  # noqa: E402
 
 
 class DropoutMLP(eqx.Module):
@@ -92,6 +92,9 @@ state, history = loops.fit(
     workdir=os.path.join(out, "workdir"), checkpoint_every=3, progress=False,
 )
 metrics = loops.evaluate(state.model, task, list(this_host(global_batches(2))))
+# Batches already made global arrays by the prefetcher, each spanning both hosts.
+prefetched = data.prefetch_to_mesh(this_host(global_batches(2)), loops.data_mesh())
+assert loops.evaluate(state.model, task, prefetched) == metrics
 # COCO AP needs every host's detections: each host gathers them all.
 detection = loops.evaluate(
     BoxRegressor(key=jax.random.key(2)), tasks.DetectionTask(), list(this_host(detection_batches(3)))

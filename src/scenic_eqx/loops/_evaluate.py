@@ -10,7 +10,7 @@ from jax.sharding import Mesh
 from ..data import pad_batch
 from ..tasks import AbstractTask
 from ._apply import apply_model
-from ._sharding import data_mesh, num_local_devices, replicate, shard_batch
+from ._sharding import batch_sharding, data_mesh, num_local_devices, replicate, shard_batch
 from ._steps import make_eval_step
 from ._train_state import has_state
 
@@ -67,9 +67,18 @@ def evaluate_on_mesh(model, model_state, task, batches, mesh) -> dict[str, float
     local = num_local_devices(mesh)
     evaluator = task.make_evaluator()
     totals = None
+    sharding = batch_sharding(mesh)
     for batch in batches:
-        size = len(jax.tree.leaves(batch)[0])
-        batch = shard_batch(pad_batch(batch, -(-size // local) * local), mesh)
+        already_global = all(
+            isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim)
+            for x in jax.tree.leaves(batch)
+        )
+        if not already_global:
+            # A host batch is padded here; a global one (`data.prefetch_to_mesh`) was
+            # split across devices, so padded, before: it may span several hosts,
+            # whose rows this host cannot read.
+            size = len(jax.tree.leaves(batch)[0])
+            batch = shard_batch(pad_batch(batch, -(-size // local) * local), mesh)
         if evaluator is None:
             sums = _eval_sums(task, model, model_state, batch)
         else:
