@@ -138,7 +138,20 @@ def train_batches(
         cache=cache,
         prefetch=prefetch,
         random_preprocess_fn=random_preprocess_fn,
+        process_index=process_index,
     )
+
+
+def augmentation_seed(shuffle_seed: int, process_index: int) -> int:
+    """The seed of host `process_index`'s augmentation draws.
+
+    Hosts read disjoint examples but would otherwise draw the same sequence of
+    augmentations (the `i`-th example of every host cropped and flipped alike). Host 0
+    keeps `shuffle_seed` itself, so one-host runs draw as they always have.
+    """
+    if process_index == 0:
+        return shuffle_seed
+    return int(np.random.SeedSequence([shuffle_seed, process_index]).generate_state(1)[0])
 
 
 def train_pipeline(
@@ -151,6 +164,7 @@ def train_pipeline(
     cache: bool = True,
     prefetch: int = 2,
     random_preprocess_fn: Callable[[dict, tf.Tensor], dict] | None = None,
+    process_index: int = 0,
 ) -> Iterator[Batch]:
     """`train_batches` from a host's share `ds` of any source (not only a TFDS builder).
 
@@ -163,6 +177,8 @@ def train_pipeline(
             stateless random ops (`tf.random.stateless_*`) at every draw, so that
             augmentation differs across epochs yet the same `shuffle_seed` gives the
             same batches.
+        process_index: this host's index, folded into the augmentation seeds (see
+            `augmentation_seed`) so that hosts augment independently.
 
     Returns:
         An infinite iterator of numpy batches, as `train_batches`.
@@ -176,7 +192,7 @@ def train_pipeline(
     if random_preprocess_fn is None:
         ds = _map(ds, lambda x: _with_mask(preprocess_fn(x)))
     else:
-        seeds = tf.data.Dataset.random(seed=shuffle_seed).batch(2)
+        seeds = tf.data.Dataset.random(seed=augmentation_seed(shuffle_seed, process_index)).batch(2)
         ds = _map(
             tf.data.Dataset.zip(ds, seeds),
             lambda x, seed: _with_mask(random_preprocess_fn(x, seed)),

@@ -171,6 +171,7 @@ def video_tfrecord_dataset(
         shuffle_buffer_size=shuffle_buffer_size,
         cache=cache,
         prefetch=prefetch,
+        process_index=process_index,
     )
     test_ds, test_counts = _host_share(*splits["test_files"], **hosts, train=False, shuffle_seed=None)
     test_iter = _pipeline.eval_pipeline(
