@@ -56,7 +56,8 @@ def test_predictions_follow_the_queries_not_their_order(detr):
 
 def test_memory_uses_the_last_backbone_stage(detr):
     model, state = detr
-    memory, pos, _ = model.memory(jnp.zeros((24, 16, 3)), state)
+    memory, pos, valid, _ = model.memory(jnp.zeros((24, 16, 3)), state)
+    assert valid is None
     # cifar stem: 8x downsampling, so a 3x2 grid of tokens.
     assert memory.shape == pos.shape == (6, 16)
     np.testing.assert_allclose(pos, nn.posemb_sincos_2d(3, 2, 16))
@@ -143,3 +144,33 @@ def test_backbone_starts_from_a_resnet_classifier_checkpoint():
     assert len(backbone_leaves) == len(classifier_leaves)
     for ours, theirs in zip(backbone_leaves, classifier_leaves):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_zero_padding_is_masked_out_of_attention():
+    # A 16x16 image padded with zeros to 48x40: 8x downsampling gives a 6x5 grid of
+    # tokens, of which the top-left 2x2 cover the image. Masked, the model equals the
+    # encoder and decoder run on those 4 tokens alone (the backbone's features of
+    # padding near the image still reach them through its convolutions, as in DETR).
+    model = nn.DETR(3, **TINY, mask_zero_padding=True, key=jax.random.key(11))
+    model, state = eqx.nn.inference_mode(model), eqx.nn.State(model)
+    image = jax.random.uniform(jax.random.key(12), (16, 16, 3), minval=0.1)
+    padded = jnp.pad(image, ((0, 32), (0, 24), (0, 0)))
+    memory, pos, valid, _ = model.memory(padded, state)
+    expected = np.zeros((6, 5), bool)
+    expected[:2, :2] = True
+    np.testing.assert_array_equal(valid.reshape(6, 5), expected)
+
+    grid = model.backbone.features(padded, state)[0]["stage_4"]
+    tokens = jax.vmap(model.input_projection)(grid[:2, :2].reshape(4, -1))
+    kept = np.flatnonzero(expected.reshape(-1))
+    for block in model.encoder_blocks:
+        tokens = block(tokens, pos=pos[kept])
+    np.testing.assert_allclose(model.encoder_norm(tokens), memory[kept], rtol=1e-5, atol=1e-5)
+    queries = model.query_embedding
+    hidden = model.decoder(jnp.zeros_like(queries), memory[kept], query_pos=queries, memory_pos=pos[kept])
+    outputs = _apply(model, state, padded[None])
+    np.testing.assert_allclose(outputs["pred_logits"][0], jax.vmap(model.class_head)(hidden), rtol=1e-5, atol=1e-5)
+    # Unmasked, the padding tokens take part and the predictions differ.
+    unmasked = eqx.nn.inference_mode(nn.DETR(3, **TINY, key=jax.random.key(11)))
+    difference = _apply(unmasked, eqx.nn.State(unmasked), padded[None])["pred_logits"] - outputs["pred_logits"]
+    assert np.abs(difference).max() > 1e-3

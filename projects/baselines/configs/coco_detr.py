@@ -7,20 +7,22 @@
 Needs `coco/2017` prepared by TFDS in `data_dir` (nothing is downloaded) and an
 ImageNet-trained ResNet-50 classifier as `.safetensors` (timm's `resnet50` or
 torchvision's weights saved with safetensors, or transformers' `microsoft/resnet-50`);
-its head is dropped. On several hosts, start the same command on each after
-`jax.distributed.initialize()` (see README).
+its head is dropped. On several hosts, run the same command on each with
+`--distributed` (Cloud TPU, SLURM, Open MPI) or `--coordinator_address HOST:PORT
+--num_processes N --process_id I`.
 
 Expected: Carion et al. 2020 (https://arxiv.org/abs/2005.12872), DETR R50, report
 **AP 42.0** (AP50 62.4, AP75 44.2) on val2017 after 500 epochs, and 40.6 AP after the
 300 epochs set here (their Table 2), on 16 V100s with batch 64. Their inputs are
 multi-scale (shortest side 480-800, at most 1333, random crops); the `coco/2017`
-pipeline here gives 512x512 padded squares with horizontal flips, the transformer is
-pre-LN, the backbone's BatchNorm trains (the paper freezes it) and the learning rate
-follows a cosine rather than a step at epoch 200. So expect fewer AP, mostly on small
-objects; this recipe has not been run to completion here (no COCO, no accelerator).
-AP, AP50 and AP75 are COCO's (pycocotools) on the boxes of the resized images, so they
-equal the official ones for the same detections, except that crowd regions are dropped
-rather than ignored; AP_small/medium/large use areas in resized pixels.
+pipeline here gives 512x512 zero-padded squares (the padding masked out of attention,
+as theirs) with horizontal flips. The transformer is pre-LN, the backbone's BatchNorm
+trains (the paper freezes it) and the learning rate follows a cosine rather than a
+step at epoch 200. So expect fewer AP, mostly on small objects; this recipe has not
+been run to completion here (no COCO, no accelerator). AP, AP50 and AP75 are COCO's
+(pycocotools) on the boxes of the resized images, so they equal the official ones for
+the same detections, except that crowd regions are dropped rather than ignored;
+AP_small/medium/large use areas in resized pixels.
 """
 
 import ml_collections
@@ -42,7 +44,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval_batch_size = 64
     config.model_name = "detr_r50"
     config.model = ml_collections.ConfigDict(
-        dict(num_queries=100, dropout_rate=0.1, backbone_weights=None)
+        # The pipeline pads each image to a square with exact zeros: masked, as the
+        # paper's pixel mask does.
+        dict(num_queries=100, dropout_rate=0.1, backbone_weights=None, mask_zero_padding=True)
     )
     config.task_name = "detection"
     config.task = ml_collections.ConfigDict(

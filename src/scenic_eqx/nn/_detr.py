@@ -9,8 +9,10 @@ Differences from the paper's code: the transformer is pre-LN (the paper's
 `--pre_norm` option; the post-LN default is harder to train from scratch), and the
 position encoding is the fixed 2-D sine-cosine table of `posemb_sincos_2d` over token
 indices rather than over coordinates normalised to the image. The backbone's BatchNorm
-trains with the model (the paper freezes ImageNet statistics). Inputs have one fixed
-size, so there is no padding mask.
+trains with the model (the paper freezes ImageNet statistics). Images of different sizes
+come padded to one size; with `mask_zero_padding` the padding (pixels exactly 0 in every
+channel, as the `coco/2017` pipeline pads) is masked out of every attention, as the
+paper's pixel mask does.
 
 Outputs of one image (`num_queries` boxes, `num_classes + 1` logits, the last one
 "no object"):
@@ -26,7 +28,7 @@ Reference: https://arxiv.org/abs/2005.12872.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._decoder import Decoder
 from ._encoder import EncoderBlock
@@ -57,6 +59,10 @@ class DETR(eqx.Module):
         backbone_weights: optional path of a ResNet classifier checkpoint (timm or
             transformers `.safetensors`, see `load_weights`) for the backbone, without
             its head: DETR starts from an ImageNet-trained ResNet.
+        mask_zero_padding: treat pixels that are exactly 0 in every channel as padding:
+            no token whose backbone cell is all padding is attended to. Right for
+            inputs padded with zeros after normalisation (a normalised photo pixel is
+            never exactly 0); wrong for images with true black pixels in [0, 1].
         key: PRNG key for initialisation (keyword only).
 
     Called as `model(x, state, *, key=None) -> (outputs, state)` inside
@@ -72,6 +78,7 @@ class DETR(eqx.Module):
     query_embedding: Float[Array, "queries dim"]
     class_head: eqx.nn.Linear
     box_head: eqx.nn.MLP
+    mask_zero_padding: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -88,6 +95,7 @@ class DETR(eqx.Module):
         backbone_stem: str = "imagenet",
         in_channels: int = 3,
         backbone_weights: str | None = None,
+        mask_zero_padding: bool = False,
         *,
         key: PRNGKeyArray,
     ):
@@ -123,6 +131,7 @@ class DETR(eqx.Module):
         self.query_embedding = jax.random.normal(k_query, (num_queries, dim))
         self.class_head = eqx.nn.Linear(dim, num_classes + 1, key=k_class)
         self.box_head = eqx.nn.MLP(dim, 4, dim, 2, activation=jax.nn.relu, key=k_box)
+        self.mask_zero_padding = mask_zero_padding
 
     def memory(
         self,
@@ -130,19 +139,35 @@ class DETR(eqx.Module):
         state: _State,
         *,
         key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, "tokens dim"], Float[Array, "tokens dim"], _State]:
-        """The encoder's output tokens, their position encoding and the updated state."""
+    ) -> tuple[
+        Float[Array, "tokens dim"], Float[Array, "tokens dim"], Bool[Array, " tokens"] | None, _State
+    ]:
+        """The encoder's output tokens, their position encoding, which tokens hold image
+        (`None` without `mask_zero_padding`) and the updated state."""
         features, state = self.backbone.features(x, state)
         grid = features[f"stage_{len(self.backbone.stages)}"]
         height, width, _ = grid.shape
         tokens = jax.vmap(self.input_projection)(grid.reshape(height * width, -1))
         pos = jnp.asarray(posemb_sincos_2d(height, width, tokens.shape[-1]), tokens.dtype)
+        valid = self._valid_tokens(x, height, width) if self.mask_zero_padding else None
+        mask = None if valid is None else jnp.broadcast_to(valid[None], (len(valid),) * 2)
         keys = [None] * len(self.encoder_blocks)
         if key is not None:
             keys = list(jax.random.split(key, len(self.encoder_blocks)))
         for block, block_key in zip(self.encoder_blocks, keys):
-            tokens = block(tokens, pos=pos, key=block_key)
-        return self.encoder_norm(tokens), pos, state
+            tokens = block(tokens, mask, pos=pos, key=block_key)
+        return self.encoder_norm(tokens), pos, valid, state
+
+    @staticmethod
+    def _valid_tokens(
+        x: Float[Array, "height width channels"], height: int, width: int
+    ) -> Bool[Array, " tokens"]:
+        """Tokens of a `height x width` grid whose cell of `x` holds a non-padding pixel."""
+        image = jnp.any(x != 0, axis=-1)
+        # The backbone's output is ceil(size / stride): pad the pixel grid to whole cells.
+        cell_y, cell_x = -(-x.shape[0] // height), -(-x.shape[1] // width)
+        image = jnp.pad(image, ((0, cell_y * height - x.shape[0]), (0, cell_x * width - x.shape[1])))
+        return image.reshape(height, cell_y, width, cell_x).any(axis=(1, 3)).reshape(-1)
 
     def __call__(
         self,
@@ -162,11 +187,11 @@ class DETR(eqx.Module):
             `(outputs, state)`; `outputs` as in the module docstring.
         """
         encoder_key, decoder_key = (None, None) if key is None else jax.random.split(key)
-        memory, pos, state = self.memory(x, state, key=encoder_key)
+        memory, pos, valid, state = self.memory(x, state, key=encoder_key)
         queries = self.query_embedding.astype(memory.dtype)
         hidden = self.decoder.intermediates(
-            jnp.zeros_like(queries), memory, query_pos=queries, memory_pos=pos,
-            key=decoder_key,
+            jnp.zeros_like(queries), memory, memory_mask=valid, query_pos=queries,
+            memory_pos=pos, key=decoder_key,
         )
         logits = jax.vmap(jax.vmap(self.class_head))(hidden)
         boxes = jax.nn.sigmoid(jax.vmap(jax.vmap(self.box_head))(hidden))
