@@ -1,3 +1,5 @@
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -107,3 +109,62 @@ def test_shape_dtype_and_errors(getkey):
         attention(jnp.ones((3, 8)), jnp.ones((5, 6)), jnp.ones((3, 4), bool))
     with pytest.raises(jaxtyping.TypeCheckError, match="q dim"):
         attention(jnp.ones((2, 3, 8)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_half_precision_logits_and_softmax_are_float32(dtype, with_mask):
+    # Logits 2**16 + (0, 1, 2): bfloat16 steps by 512 there (all three would be equal)
+    # and float16 overflows past 65504 (inf - inf = nan); float32 holds them exactly.
+    query = jnp.array([[[256.0, 1.0]]], dtype)
+    key = jnp.array([[[256.0, 0.0], [256.0, 1.0], [256.0, 2.0]]], dtype)
+    value = jnp.eye(3, dtype=dtype)[None]  # Each output is then the weights themselves.
+    mask = jnp.array([[[True, True, False]]]) if with_mask else None
+    out = jax.jit(dot_product_attention_core)(query, key, value, mask, None)
+    assert out.dtype == dtype
+    logits = np.array([0.0, 1.0, 2.0] if mask is None else [0.0, 1.0])
+    expected = np.exp(logits) / np.exp(logits).sum()
+    expected = np.pad(expected, (0, 3 - len(expected)))
+    np.testing.assert_allclose(out[0, 0].astype(np.float32), expected, rtol=2**-8)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("with_keep", [False, True])
+def test_bfloat16_core_gradients_are_close_to_float32(getkey, with_mask, with_keep):
+    # Large logits: confident rows, whose softmax backward subtracts nearly equal terms
+    # (a probability near 1 rounded to bfloat16 would make the gradients wrong).
+    q, k, v = (2.0 * jax.random.normal(getkey(), (2, n, 4)) for n in (3, 5, 5))
+    mask = jax.random.bernoulli(getkey(), 0.6, (1, 3, 5)) if with_mask else None
+    if with_mask:
+        mask = mask.at[0, 0].set(False)  # A fully masked row.
+    keep = 2.0 * jax.random.bernoulli(getkey(), 0.5, (2, 3, 5)) if with_keep else None
+    cotangent = jax.random.normal(getkey(), (2, 3, 4))
+
+    @functools.partial(jax.jit, static_argnums=3)
+    def value_and_grads(q, k, v, dtype):
+        def loss(q, k, v):
+            kept = None if keep is None else keep.astype(dtype)
+            out = dot_product_attention_core(q, k, v, mask, kept)
+            return jnp.sum(out.astype(jnp.float32) * cotangent), out
+
+        args = (x.astype(dtype) for x in (q, k, v))
+        return jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(*args)
+
+    # The same (bfloat16-representable) inputs, computed in float32 as the reference.
+    q, k, v = (x.astype(jnp.bfloat16).astype(jnp.float32) for x in (q, k, v))
+    (_, out), grads = value_and_grads(q, k, v, jnp.bfloat16)
+    (_, out_reference), grads_reference = value_and_grads(q, k, v, jnp.float32)
+    # A few roundings to bfloat16 (2**-9 each) of the terms of each sum.
+    for a, b in zip(*map(jax.tree.leaves, ((out, grads), (out_reference, grads_reference)))):
+        assert a.dtype == jnp.bfloat16 and jnp.all(jnp.isfinite(a))
+        atol = 2**-5 * float(jnp.max(jnp.abs(b)))
+        np.testing.assert_allclose(a.astype(np.float32), b, atol=atol)
+
+
+def test_float32_core_has_no_casts():
+    # Half precision gets float32 islands; float32 itself must be computed as it was.
+    x = jnp.ones((2, 3, 4))
+    keep = jnp.ones((2, 3, 3))
+    core = lambda q, k, v: dot_product_attention_core(q, k, v, None, keep)
+    jaxpr = jax.make_jaxpr(lambda x: jax.vjp(core, x, x, x)[1](x))(x)
+    assert "convert_element_type" not in str(jaxpr)

@@ -3,6 +3,7 @@
 from ._attention import MultiHeadDotProductAttention as MultiHeadDotProductAttention
 from ._attention import attend as attend
 from ._attention import dot_product_attention_core as dot_product_attention_core
+from ._batch_norm import BatchNorm as BatchNorm
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
 from ._detr import DETR as DETR
 from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock

@@ -22,6 +22,15 @@ def dot_product_attention_core(
     saved softmax probabilities is faster than `jax.nn.dot_product_attention` (see
     PERFORMANCE.md, item 4). The core holds no weights, so it stays cheap under `vmap`.
 
+    Half-precision inputs (bfloat16, float16) get float32 logits, softmax and softmax
+    backward, as in Flax and Keras mixed precision: a bfloat16 logit of 300 is only
+    known to within 1, which changes its weight by a factor of up to e, and float16
+    logits overflow past 65504. The probabilities are rounded to the input's dtype for
+    the products with the values, and saved in float32 for the backward pass: on a
+    confident row (one probability near 1) the softmax backward is a small difference
+    of nearly equal terms, lost if that probability were rounded to 2**-9. Float32
+    inputs are computed as before, with no casts.
+
     Arguments:
         query: queries, already scaled by `1/sqrt(head_dim)`.
         key: keys.
@@ -37,27 +46,31 @@ def dot_product_attention_core(
 
 
 def _core_fwd(query, key, value, mask, keep):
-    logits = jnp.einsum("hqd,hkd->hqk", query, key)
+    # Float32 logits for half-precision inputs (float32 and float64 stay as they are):
+    # the products accumulate in float32 anyway, this keeps their result unrounded.
+    compute = jnp.promote_types(query.dtype, jnp.float32)
+    logits = jnp.einsum("hqd,hkd->hqk", query, key, preferred_element_type=compute)
     if mask is not None:
         # A finite fill keeps fully masked rows finite (uniform weights), as in Flax.
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     probs = jax.nn.softmax(logits, axis=-1)
     weights = probs if keep is None else probs * keep
-    out = jnp.einsum("hqk,hkd->hqd", weights, value)
+    out = jnp.einsum("hqk,hkd->hqd", weights.astype(value.dtype), value)
     return out, (query, key, value, mask, keep, probs)
 
 
 def _core_bwd(residuals, grad):
     query, key, value, mask, keep, probs = residuals
     weights = probs if keep is None else probs * keep
-    d_value = jnp.einsum("hqk,hqd->hkd", weights, grad)
-    d_probs = jnp.einsum("hqd,hkd->hqk", grad, value)
+    d_value = jnp.einsum("hqk,hqd->hkd", weights.astype(value.dtype), grad)
+    d_probs = jnp.einsum("hqd,hkd->hqk", grad, value, preferred_element_type=probs.dtype)
     if keep is not None:
         d_probs = d_probs * keep
     # Softmax backward: probs * (d_probs - <d_probs, probs>) along the key axis.
     d_logits = probs * (d_probs - jnp.sum(d_probs * probs, axis=-1, keepdims=True))
     if mask is not None:
         d_logits = jnp.where(mask, d_logits, 0)
+    d_logits = d_logits.astype(query.dtype)
     d_query = jnp.einsum("hqk,hkd->hqd", d_logits, key)
     d_key = jnp.einsum("hqk,hqd->hkd", d_logits, query)
     return d_query, d_key, d_value, None, None

@@ -18,7 +18,8 @@ Outputs of one image (`num_queries` boxes, `num_classes + 1` logits, the last on
 "no object"):
 
     pred_logits       [queries, num_classes + 1]   the last decoder block
-    pred_boxes        [queries, 4]                 (cx, cy, w, h) in [0, 1] of the image
+    pred_boxes        [queries, 4]                 (cx, cy, w, h) in [0, 1] of the image;
+                                                   float32 even in bfloat16 compute
     aux_pred_logits   [layers - 1, queries, num_classes + 1]   the earlier blocks
     aux_pred_boxes    [layers - 1, queries, 4]
 
@@ -194,7 +195,12 @@ class DETR(eqx.Module):
             memory_pos=pos, key=decoder_key,
         )
         logits = jax.vmap(jax.vmap(self.class_head))(hidden)
-        boxes = jax.nn.sigmoid(jax.vmap(jax.vmap(self.box_head))(hidden))
+        # Boxes in float32, the sigmoid too: near 1, bfloat16 steps by 2**-8 (3 pixels of
+        # an 800-pixel image), while rounding the sigmoid's input to bfloat16 moves a box
+        # by at most ~2**-11.
+        box_logits = jax.vmap(jax.vmap(self.box_head))(hidden)
+        box_logits = box_logits.astype(jnp.promote_types(box_logits.dtype, jnp.float32))
+        boxes = jax.nn.sigmoid(box_logits)
         outputs = {
             "pred_logits": logits[-1],
             "pred_boxes": boxes[-1],

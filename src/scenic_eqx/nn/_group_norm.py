@@ -46,4 +46,7 @@ class GroupNorm(eqx.Module):
         grouped = x.reshape(self.num_groups, -1)
         y = normalize(grouped, self.eps).reshape(x.shape)
         per_channel = (-1,) + (1,) * (x.ndim - 1)
-        return y * self.weight.reshape(per_channel) + self.bias.reshape(per_channel)
+        # In the input's dtype, as `LayerNorm`: float32 parameters do not promote a
+        # bfloat16 map (the statistics are float32 inside `normalize` either way).
+        weight = self.weight.astype(y.dtype).reshape(per_channel)
+        return y * weight + self.bias.astype(y.dtype).reshape(per_channel)

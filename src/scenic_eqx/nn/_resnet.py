@@ -3,7 +3,8 @@
 v1.5 puts the stride-2 downsampling of a bottleneck block in its 3x3 convolution (as
 torchvision and HF `transformers` do), not in the first 1x1 one.
 
-BatchNorm is `eqx.nn.BatchNorm(mode="batch", momentum=0.9, eps=1e-5)`: training normalises
+BatchNorm is `nn.BatchNorm(momentum=0.9, eps=1e-5)` (Equinox's `mode="batch"` layer, with
+its statistics in float32 under mixed precision): training normalises
 with the statistics of the batch (the `"batch"` vmap axis) and updates a running average
 `running = 0.9 * running + 0.1 * batch`, which `eqx.nn.inference_mode` then uses. That is
 torch's rule with torch `momentum=0.1`. Equinox's other mode, `"ema"`, normalises *training*
@@ -40,13 +41,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._batch_norm import BatchNorm
 from ._conv_init import he_conv2d as _conv
 
 _State = eqx.nn.State
 
 
-def _batch_norm(channels: int, zero_init: bool = False) -> eqx.nn.BatchNorm:
-    norm = eqx.nn.BatchNorm(channels, "batch", eps=1e-5, momentum=0.9, mode="batch")
+def _batch_norm(channels: int, zero_init: bool = False) -> BatchNorm:
+    # Statistics in float32 even on bfloat16 activations (mixed precision).
+    norm = BatchNorm(channels, "batch", eps=1e-5, momentum=0.9)
     if zero_init:
         norm = eqx.tree_at(lambda n: n.weight, norm, jnp.zeros(channels))
     return norm
@@ -56,7 +59,7 @@ class Downsample(eqx.Module):
     """The projection shortcut: a strided 1x1 conv and BatchNorm."""
 
     conv: eqx.nn.Conv2d
-    norm: eqx.nn.BatchNorm
+    norm: BatchNorm
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, *, key: PRNGKeyArray):
         self.conv = _conv(in_channels, out_channels, 1, stride, key=key)
@@ -71,9 +74,9 @@ class BasicBlock(eqx.Module):
 
     expansion: ClassVar[int] = 1
     conv1: eqx.nn.Conv2d
-    norm1: eqx.nn.BatchNorm
+    norm1: BatchNorm
     conv2: eqx.nn.Conv2d
-    norm2: eqx.nn.BatchNorm
+    norm2: BatchNorm
     downsample: Downsample | None
 
     def __init__(self, in_channels: int, width: int, stride: int, zero_init_residual: bool, *, key):
@@ -99,11 +102,11 @@ class Bottleneck(eqx.Module):
 
     expansion: ClassVar[int] = 4
     conv1: eqx.nn.Conv2d
-    norm1: eqx.nn.BatchNorm
+    norm1: BatchNorm
     conv2: eqx.nn.Conv2d
-    norm2: eqx.nn.BatchNorm
+    norm2: BatchNorm
     conv3: eqx.nn.Conv2d
-    norm3: eqx.nn.BatchNorm
+    norm3: BatchNorm
     downsample: Downsample | None
 
     def __init__(self, in_channels: int, width: int, stride: int, zero_init_residual: bool, *, key):
@@ -145,7 +148,7 @@ class ResNetStem(eqx.Module):
     """conv-BatchNorm-ReLU, then (ImageNet stem only) a 3x3 stride-2 max pool."""
 
     conv: eqx.nn.Conv2d
-    norm: eqx.nn.BatchNorm
+    norm: BatchNorm
     max_pool: bool = eqx.field(static=True)
 
     def __call__(self, x: Float[Array, "c h w"], state: _State) -> tuple[Array, _State]:

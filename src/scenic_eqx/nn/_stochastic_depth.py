@@ -41,6 +41,10 @@ class StochasticDepth(eqx.Module):
                 "`key` is required for stochastic depth in training; pass a key or "
                 "switch to inference with `eqx.nn.inference_mode(model)`"
             )
-        keep_prob = 1 - jax.lax.stop_gradient(jnp.asarray(self.rate, x.dtype))
+        # In float32 for half-precision `x`: a bfloat16 uniform draw takes one of 128
+        # values, and `1 - rate` rounded to bfloat16 (0.9 -> 0.8984) would bias the scale.
+        compute = jnp.promote_types(x.dtype, jnp.float32)
+        keep_prob = 1 - jax.lax.stop_gradient(jnp.asarray(self.rate, compute))
         keep = jax.random.bernoulli(key, keep_prob)
-        return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+        scaled = (x.astype(compute) / keep_prob).astype(x.dtype)
+        return jnp.where(keep, scaled, jnp.zeros_like(x))

@@ -63,7 +63,8 @@ class StdConv2d(eqx.Module):
         pad = self.weight.shape[-1] // 2
         out = jax.lax.conv_general_dilated(
             x[None],
-            self.standardized_weight(),
+            # The statistics are float32 (`normalize`); the product is in `x`'s dtype.
+            self.standardized_weight().astype(x.dtype),
             window_strides=(self.stride, self.stride),
             padding=((pad, pad), (pad, pad)),
         )
