@@ -23,6 +23,7 @@ from ._position_embedding import LearnedPositionEmbedding as LearnedPositionEmbe
 from ._position_embedding import SinCos2DPositionEmbedding as SinCos2DPositionEmbedding
 from ._position_embedding import posemb_sincos_2d as posemb_sincos_2d
 from ._registry import create as create, list_models as list_models
+from ._remat import REMAT_POLICIES as REMAT_POLICIES
 from ._resnet import RESNET_VARIANTS as RESNET_VARIANTS, ResNet as ResNet
 from ._simple_cnn import SimpleCNN as SimpleCNN
 from ._stochastic_depth import StochasticDepth as StochasticDepth

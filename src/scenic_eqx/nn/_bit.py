@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._group_norm import GroupNorm
+from ._remat import check_remat_policy, remat_call
 from ._weight_standardized_conv import StdConv2d
 
 
@@ -68,13 +69,17 @@ class PreActBottleneck(eqx.Module):
 
 
 class BiTStage(eqx.Module):
-    """Pre-activation blocks at one resolution; the first one projects the shortcut."""
+    """Pre-activation blocks at one resolution; the first one projects the shortcut.
+
+    With `remat_policy` set, each block runs under `jax.checkpoint` (see `BiTResNet`).
+    """
 
     blocks: tuple[PreActBottleneck, ...]
+    remat_policy: str | None = eqx.field(static=True, default=None)
 
     def __call__(self, x: Float[Array, "c h w"]) -> Float[Array, "c2 h2 w2"]:
         for block in self.blocks:
-            x = block(x)
+            x = remat_call(block, x, remat_policy=self.remat_policy)
         return x
 
 
@@ -112,6 +117,10 @@ class BiTResNet(eqx.Module):
             inside its blocks and four times that at their output.
         in_channels: channels of the input image.
         num_groups: GroupNorm groups (32 in BiT); must divide `width`.
+        remat_policy: `None`, or rematerialise each block in the backward pass by this
+            `jax.checkpoint` policy (`"nothing_saveable"`, `"dots_saveable"`,
+            `"dots_with_no_batch_dims_saveable"`, `"everything_saveable"`): less memory
+            for one more forward pass.
         key: PRNG key for initialisation (keyword only).
 
     The head starts from Equinox's default init (BiT zero-initialises it when
@@ -133,8 +142,10 @@ class BiTResNet(eqx.Module):
         in_channels: int = 3,
         num_groups: int = 32,
         *,
+        remat_policy: str | None = None,
         key: PRNGKeyArray,
     ):
+        check_remat_policy(remat_policy)
         if depth not in BIT_VARIANTS:
             valid = ", ".join(map(str, BIT_VARIANTS))
             raise ValueError(f"`depth` (={depth}) must be one of {valid}.")
@@ -154,7 +165,7 @@ class BiTResNet(eqx.Module):
                     PreActBottleneck(channels, width * 2**i, stride, num_groups, key=next(keys))
                 )
                 channels = 4 * width * 2**i
-            stages.append(BiTStage(tuple(blocks)))
+            stages.append(BiTStage(tuple(blocks), remat_policy))
         self.stages = tuple(stages)
         self.norm = GroupNorm(num_groups, channels)
         self.head = eqx.nn.Linear(channels, num_classes, key=head_key)

@@ -8,6 +8,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from ._attention import MultiHeadDotProductAttention, attend
 from ._layer_norm import LayerNorm
 from ._mlp_block import MlpBlock
+from ._remat import check_remat_policy, remat_call
 from ._stochastic_depth import StochasticDepth
 
 
@@ -93,12 +94,21 @@ class Encoder(eqx.Module):
     initialisation. Stochastic depth grows linearly with depth, from 0 in the first
     block to `stochastic_depth` in the last, as in Scenic.
 
+    With `remat_policy` set, each block runs under `jax.checkpoint` (in the scan body
+    with `scan_layers=True`): the backward pass recomputes the block's activations
+    instead of keeping them, trading one more forward pass for memory. On XLA:CPU only
+    scanned blocks save memory under the default compiler options (see `_remat`).
+
     Arguments:
         num_layers: number of blocks.
         dim, num_heads, mlp_dim, dropout_rate, attention_dropout_rate,
             gelu_approximate, layer_norm_eps: as in `EncoderBlock`.
         stochastic_depth: stochastic depth rate of the last block.
         scan_layers: stack the blocks' weights and run them with `lax.scan`.
+        remat_policy: `None` (no rematerialisation) or a name from
+            `REMAT_POLICIES` of `_remat`: `"nothing_saveable"` (keep only each block's
+            input: the least memory), `"dots_saveable"`,
+            `"dots_with_no_batch_dims_saveable"` or `"everything_saveable"`.
         key: PRNG key for initialisation (keyword only).
     """
 
@@ -106,6 +116,7 @@ class Encoder(eqx.Module):
     norm: LayerNorm
     drop_path_rates: tuple[float, ...] = eqx.field(static=True)
     scan_layers: bool = eqx.field(static=True)
+    remat_policy: str | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -120,10 +131,12 @@ class Encoder(eqx.Module):
         gelu_approximate: bool = False,
         layer_norm_eps: float = 1e-6,
         scan_layers: bool = False,
+        remat_policy: str | None = None,
         key: PRNGKeyArray,
     ):
         if num_layers < 1:
             raise ValueError(f"`num_layers` (={num_layers}) must be at least 1")
+        self.remat_policy = check_remat_policy(remat_policy)
         rates = tuple(stochastic_depth * i / max(num_layers - 1, 1) for i in range(num_layers))
 
         def make_block(rate: float, block_key: PRNGKeyArray) -> EncoderBlock:
@@ -157,7 +170,8 @@ class Encoder(eqx.Module):
         keys = None if key is None else jax.random.split(key, num_layers)
         if not self.scan_layers:
             for i, block in enumerate(self.blocks):
-                x = block(x, mask, key=None if keys is None else keys[i])
+                block_key = None if keys is None else keys[i]
+                x = remat_call(block, x, mask, key=block_key, remat_policy=self.remat_policy)
             return self.norm(x)
 
         params, static = eqx.partition(self.blocks, eqx.is_array)
@@ -168,8 +182,14 @@ class Encoder(eqx.Module):
             block = eqx.combine(block_params, static)
             if vary_rates:
                 block = eqx.tree_at(lambda b: b.drop_path.rate, block, rate)
-            return block(h, mask, key=block_key), None
+            # The scan body is a loop: XLA cannot merge the recomputation into the
+            # forward pass, so no optimisation barrier is needed (`prevent_cse`).
+            h = remat_call(
+                block, h, mask, key=block_key, remat_policy=self.remat_policy,
+                prevent_cse=False,
+            )
+            return h, None
 
-        rates = jnp.asarray(self.drop_path_rates, x.dtype)
+        rates = jnp.asarray(self.drop_path_rates, jnp.float32)  # not the compute dtype: exact rates
         x, _ = jax.lax.scan(step, x, (params, rates, keys))
         return self.norm(x)

@@ -23,6 +23,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._layer_norm import LayerNorm
 from ._mlp_block import MlpBlock
 from ._patch_embedding import PatchEmbedding, _pair
+from ._remat import check_remat_policy, remat_call
 from ._stochastic_depth import StochasticDepth
 
 _WIDTHS = {
@@ -111,6 +112,10 @@ class MlpMixer(eqx.Module):
         in_channels: channels of the input image.
         stochastic_depth: stochastic depth rate of the last block (0 in the first).
         gelu_approximate: tanh-approximate GELU (`True` for Google's checkpoints).
+        remat_policy: `None`, or rematerialise each `MixerBlock` in the backward pass by
+            this `jax.checkpoint` policy (`"nothing_saveable"`, `"dots_saveable"`,
+            `"dots_with_no_batch_dims_saveable"`, `"everything_saveable"`): less memory
+            for one more forward pass.
         key: PRNG key for initialisation (keyword only).
     """
 
@@ -119,6 +124,7 @@ class MlpMixer(eqx.Module):
     norm: LayerNorm
     head: eqx.nn.Linear
     image_size: tuple[int, int] = eqx.field(static=True)
+    remat_policy: str | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -133,6 +139,7 @@ class MlpMixer(eqx.Module):
         in_channels: int = 3,
         stochastic_depth: float = 0.0,
         gelu_approximate: bool = False,
+        remat_policy: str | None = None,
         key: PRNGKeyArray,
     ):
         patch, image = _pair(patch_size, "patch_size"), _pair(image_size, "image_size")
@@ -142,6 +149,7 @@ class MlpMixer(eqx.Module):
             )
         if num_layers < 1:
             raise ValueError(f"`num_layers` (={num_layers}) must be at least 1")
+        self.remat_policy = check_remat_policy(remat_policy)
         num_tokens = (image[0] // patch[0]) * (image[1] // patch[1])
         k_stem, k_head, *k_blocks = jax.random.split(key, num_layers + 2)
         self.stem = PatchEmbedding(in_channels, hidden_size, patch, key=k_stem)
@@ -170,7 +178,7 @@ class MlpMixer(eqx.Module):
         out = {"stem": self.stem(x)}
         h = out["stem"]
         for block, block_key in zip(self.blocks, keys):
-            h = block(h, key=block_key)
+            h = remat_call(block, h, key=block_key, remat_policy=self.remat_policy)
         out["encoder_out"] = h = self.norm(h)
         out["pre_logits"] = h = jnp.mean(h, axis=0)
         out["logits"] = self.head(h)

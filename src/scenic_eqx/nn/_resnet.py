@@ -43,6 +43,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._batch_norm import BatchNorm
 from ._conv_init import he_conv2d as _conv
+from ._remat import check_remat_policy, remat_call
 
 _State = eqx.nn.State
 
@@ -134,13 +135,18 @@ class Bottleneck(eqx.Module):
 
 
 class ResNetStage(eqx.Module):
-    """Blocks at one resolution; the first one may downsample."""
+    """Blocks at one resolution; the first one may downsample.
+
+    With `remat_policy` set, each block runs under `jax.checkpoint` (see `ResNet`); the
+    BatchNorm state goes into the checkpointed block and comes out updated.
+    """
 
     blocks: tuple[BasicBlock | Bottleneck, ...]
+    remat_policy: str | None = eqx.field(static=True, default=None)
 
     def __call__(self, x: Float[Array, "c h w"], state: _State) -> tuple[Array, _State]:
         for block in self.blocks:
-            x, state = block(x, state)
+            x, state = remat_call(block, x, state, remat_policy=self.remat_policy)
         return x, state
 
 
@@ -188,6 +194,11 @@ class ResNet(eqx.Module):
             that every block begins as the identity (Goyal et al. 2017,
             https://arxiv.org/abs/1706.02677). Gradients of the branch weights are then
             zero at the first step; only the scales move.
+        remat_policy: `None`, or rematerialise each residual block in the backward pass
+            by this `jax.checkpoint` policy (`"nothing_saveable"`, `"dots_saveable"`,
+            `"dots_with_no_batch_dims_saveable"`, `"everything_saveable"`): less memory
+            for one more forward pass. The running statistics are updated once per step
+            either way: the recomputation's state updates are discarded.
         key: PRNG key for initialisation (keyword only).
 
     Called as `model(x, state, *, key=None) -> (logits, state)` inside
@@ -210,8 +221,10 @@ class ResNet(eqx.Module):
         stem: str = "imagenet",
         zero_init_residual: bool = True,
         *,
+        remat_policy: str | None = None,
         key: PRNGKeyArray,
     ):
+        check_remat_policy(remat_policy)
         if depth not in RESNET_VARIANTS:
             valid = ", ".join(map(str, RESNET_VARIANTS))
             raise ValueError(f"`depth` (={depth}) must be one of {valid}.")
@@ -236,7 +249,7 @@ class ResNet(eqx.Module):
                     block_type(channels, width * 2**i, stride, zero_init_residual, key=next(keys))
                 )
                 channels = width * 2**i * block_type.expansion
-            stages.append(ResNetStage(tuple(blocks)))
+            stages.append(ResNetStage(tuple(blocks), remat_policy))
         self.stages = tuple(stages)
         self.head = (
             None if num_classes is None else eqx.nn.Linear(channels, num_classes, key=head_key)

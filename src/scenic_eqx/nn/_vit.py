@@ -40,6 +40,7 @@ from ._encoder import Encoder
 from ._map_head import MAPHead
 from ._patch_embedding import PatchEmbedding, _pair
 from ._position_embedding import LearnedPositionEmbedding, SinCos2DPositionEmbedding
+from ._remat import check_remat_policy
 
 _WIDTHS = {
     # name: hidden_size, mlp_dim, num_heads, num_layers. B, L, H from Dosovitskiy et
@@ -89,6 +90,10 @@ class ViT(eqx.Module):
         gelu_approximate: tanh-approximate GELU (`True` for Google's checkpoints).
         layer_norm_eps: epsilon of every layer norm (transformers' checkpoints: 1e-12).
         scan_layers: run the blocks with `lax.scan` over stacked weights.
+        remat_policy: `None`, or rematerialise each encoder block in the backward pass
+            by this `jax.checkpoint` policy (`"nothing_saveable"`, `"dots_saveable"`,
+            `"dots_with_no_batch_dims_saveable"`, `"everything_saveable"`): less memory
+            for one more forward pass. See `Encoder`.
         key: PRNG key for initialisation (keyword only).
     """
 
@@ -123,6 +128,7 @@ class ViT(eqx.Module):
         gelu_approximate: bool = False,
         layer_norm_eps: float = 1e-6,
         scan_layers: bool = False,
+        remat_policy: str | None = None,
         key: PRNGKeyArray,
     ):
         patch, image = _pair(patch_size, "patch_size"), _pair(image_size, "image_size")
@@ -138,6 +144,7 @@ class ViT(eqx.Module):
             raise ValueError(f"Unknown `classifier` (={classifier!r}); choose from {_CLASSIFIERS}")
         if posemb not in _POSEMBS:
             raise ValueError(f"Unknown `posemb` (={posemb!r}); choose from {_POSEMBS}")
+        check_remat_policy(remat_policy)
         keys = jax.random.split(key, 6)
         grid = (image[0] // patch[0], image[1] // patch[1])
         num_prefix = 1 if classifier == "token" else 0
@@ -156,7 +163,7 @@ class ViT(eqx.Module):
             num_layers, hidden_size, num_heads, mlp_dim, dropout_rate=dropout_rate,
             attention_dropout_rate=attention_dropout_rate, stochastic_depth=stochastic_depth,
             gelu_approximate=gelu_approximate, layer_norm_eps=layer_norm_eps,
-            scan_layers=scan_layers, key=keys[2],
+            scan_layers=scan_layers, remat_policy=remat_policy, key=keys[2],
         )
         self.map_head = (
             MAPHead(

@@ -21,6 +21,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._encoder import Encoder
 from ._patch_embedding import _pair
 from ._position_embedding import LearnedPositionEmbedding
+from ._remat import check_remat_policy
 from ._tubelet_embedding import TubeletEmbedding
 from ._vit import _WIDTHS
 
@@ -70,6 +71,10 @@ class ViViT(eqx.Module):
         attention_dropout_rate: dropout on the attention weights.
         stochastic_depth: stochastic depth rate of the last block of each encoder.
         scan_layers: run each encoder's blocks with `lax.scan` over stacked weights.
+        remat_policy: `None`, or rematerialise each block of each encoder in the
+            backward pass by this `jax.checkpoint` policy (`"nothing_saveable"`,
+            `"dots_saveable"`, `"dots_with_no_batch_dims_saveable"`,
+            `"everything_saveable"`): less memory for one more forward pass.
         key: PRNG key for initialisation (keyword only).
     """
 
@@ -105,6 +110,7 @@ class ViViT(eqx.Module):
         attention_dropout_rate: float = 0.0,
         stochastic_depth: float = 0.0,
         scan_layers: bool = False,
+        remat_policy: str | None = None,
         key: PRNGKeyArray,
     ):
         if attention_type not in _ATTENTION_TYPES:
@@ -117,6 +123,7 @@ class ViViT(eqx.Module):
             raise ValueError(
                 f"`hidden_size` (={hidden_size}) must be divisible by `num_heads` (={num_heads})"
             )
+        check_remat_policy(remat_policy)
         keys = jax.random.split(key, 6)
         self.embedding = TubeletEmbedding(in_channels, hidden_size, tubelet_size, key=keys[0])
         self.input_size = (num_frames, *_pair(image_size, "image_size"))
@@ -130,6 +137,7 @@ class ViViT(eqx.Module):
         encoder_kwargs = dict(
             dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate,
             stochastic_depth=stochastic_depth, scan_layers=scan_layers,
+            remat_policy=remat_policy,
         )
         self.encoder = Encoder(num_layers, hidden_size, num_heads, mlp_dim, **encoder_kwargs, key=keys[2])
         self.temporal_cls_token = jnp.zeros((1, hidden_size)) if factorized and num_cls else None
