@@ -11,6 +11,7 @@ from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
 from ._encoder_decoder import TRANSFORMER_VARIANTS as TRANSFORMER_VARIANTS
 from ._encoder_decoder import TransformerEncoderDecoder as TransformerEncoderDecoder
 from ._encoder_decoder import posemb_sincos_1d as posemb_sincos_1d
+from ._flops import forward_flops as forward_flops
 from ._fully_connected import FullyConnected as FullyConnected
 from ._group_norm import GroupNorm as GroupNorm
 from ._layer_norm import LayerNorm as LayerNorm, normalize as normalize
