@@ -30,14 +30,21 @@ def _is_state_index(x) -> bool:
     return isinstance(x, eqx.nn.StateIndex)
 
 
+def _is_trainable(x) -> bool:
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jnp.issubdtype(x.dtype, jnp.inexact)
+    return eqx.is_inexact_array(x)
+
+
 def partition_trainable(model: eqx.Module) -> tuple[PyTree, PyTree]:
     """`(params, rest)`: the inexact arrays that training updates, and everything else.
 
     The initial values held by `eqx.nn.StateIndex`es (BatchNorm statistics) are arrays
     too, but they live in the model state, not among the parameters: they get no gradient,
-    no optimizer state and no weight decay.
+    no optimizer state and no weight decay. Works on models of `jax.ShapeDtypeStruct`s
+    (from `eqx.filter_eval_shape`) too.
     """
-    return eqx.partition(model, eqx.is_inexact_array, is_leaf=_is_state_index)
+    return eqx.partition(model, _is_trainable, is_leaf=_is_state_index)
 
 
 def has_state(model: eqx.Module) -> bool:
