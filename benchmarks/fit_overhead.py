@@ -7,7 +7,11 @@ Both loops start from the same in-memory numpy batches and run the same optimize
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 .venv/bin/python benchmarks/fit_overhead.py
 
 Prints the median steps/s of each (runs alternate) and the ratios of fit to the bare
-loops: one computing the loss only, one computing the same loss and metrics as `fit`.
+loops: one computing the loss only, one computing the same loss and metrics as `fit`;
+and the per-step overhead of `fit` over the bare loop with one step per dispatch and
+with eight (`steps_per_dispatch=8`: a `lax.scan` over stacked batches). `fit`'s times
+include its compilation (its steps are compiled anew in each call), so use enough
+steps that it is small.
 """
 
 import argparse
@@ -72,11 +76,12 @@ def bare_loop(model, batches, optimizer, task=None):
     return time.perf_counter() - start
 
 
-def fit_loop(model, batches, optimizer):
+def fit_loop(model, batches, optimizer, steps_per_dispatch=1):
     start = time.perf_counter()
     state, _ = loops.fit(
         model, tasks.ClassificationTask(), batches, optimizer=optimizer,
-        num_steps=len(batches), key=jax.random.key(0), log_every=100, progress=False,
+        num_steps=len(batches), key=jax.random.key(0), log_every=200, progress=False,
+        steps_per_dispatch=steps_per_dispatch,
     )
     jax.block_until_ready(state.model)
     return time.perf_counter() - start
@@ -96,18 +101,26 @@ def main():
         "bare jax.jit loop (loss only)": lambda b: bare_loop(model, b, optimizer),
         "bare jax.jit loop (same loss + metrics)": lambda b: bare_loop(model, b, optimizer, task),
         "loops.fit": lambda b: fit_loop(model, b, optimizer),
+        "loops.fit, steps_per_dispatch=8": lambda b: fit_loop(model, b, optimizer, 8),
     }
-    for run in runs.values():  # compile outside the timings
-        run(batches[:5])
+    for run in runs.values():  # compile outside the timings (fit compiles anew: see below)
+        run(batches[:8])
     rates = {name: [] for name in runs}
     for _ in range(args.repeats):  # alternate, so that load changes hit every loop alike
         for name, run in runs.items():
             rates[name].append(args.steps / run(batches))
     print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}; steps: {args.steps}; batch: {args.batch_size}")
     for name, values in rates.items():
-        print(f"{name:>40}: {statistics.median(values):8.1f} steps/s (min {min(values):.1f}, max {max(values):.1f})")
-    fit = statistics.median(rates["loops.fit"])
+        median = statistics.median(values)
+        print(f"{name:>40}: {median:8.1f} steps/s (min {min(values):.1f}, max {max(values):.1f}); "
+              f"{1e3 / median:.3f} ms/step")
+    bare = statistics.median(rates["bare jax.jit loop (same loss + metrics)"])
+    for name in ("loops.fit", "loops.fit, steps_per_dispatch=8"):
+        fit = statistics.median(rates[name])
+        print(f"{name}: ratio to the bare loop with metrics {fit / bare:.3f}; "
+              f"overhead {1e3 / fit - 1e3 / bare:+.3f} ms/step")
     for name in list(runs)[:2]:
+        fit = statistics.median(rates["loops.fit"])
         print(f"ratio fit / {name}: {fit / statistics.median(rates[name]):.3f}")
 
 if __name__ == "__main__":

@@ -42,3 +42,24 @@ def test_bad_override_exits_with_a_message(capsys, tmp_path):
     code = cli.main(["train", "--config", CONFIG, "--workdir", str(tmp_path), "--config.bach_size=3"])
     assert code == 2
     assert "has no key 'bach_size'. Did you mean 'batch_size'?" in capsys.readouterr().err
+
+
+def test_scale_options_through_the_cli(tmp_path, capsys):
+    """FSDP, bfloat16, accumulation, several steps per dispatch and a parameter average,
+    from the command line; the run logs its FLOPs, MFU and compile time."""
+    os.environ.setdefault("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    options = ["--config.sharding=fsdp", "--config.precision=bfloat16", "--config.accumulate_steps=2",
+               "--config.steps_per_dispatch=5", "--config.ema_decay=0.9",
+               "--config.peak_flops_per_device=1.8e11"]  # fmt: skip
+    config = ["--config", "projects/baselines/configs/digits_vit.py:smoke", "--workdir", str(tmp_path)]
+    assert cli.main(["train", *config, *options]) == 0
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert records[0]["flops_per_step"] > 0 and records[0]["num_params"] > 0
+    assert records[1]["compile_seconds"] > 0
+    assert all(0 < r["mfu"] < 1 and r["examples_per_sec_per_device"] > 0 for r in records[1:])
+    assert {"eval_accuracy", "eval_ema_accuracy"} <= set(records[-1])
+    trained = json.load(open(tmp_path / "test_metrics.json"))
+    assert cli.main(["eval", *config, *options]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1][len("test "):])
+    assert printed["ema_accuracy"] == pytest.approx(trained["ema_accuracy"], abs=1e-5)
+    assert printed["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-5)

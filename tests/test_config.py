@@ -1,7 +1,7 @@
 import ml_collections
 import pytest
 
-from scenic_eqx import _config, _experiment
+from scenic_eqx import _config, _experiment, loops
 
 CONFIG = "projects/baselines/configs/digits_cnn.py"
 
@@ -90,6 +90,12 @@ def test_learning_rate_multipliers_scale_their_parameter_groups(config):
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     assert jnp.allclose(updates.head, -0.5) and jnp.allclose(updates.backbone["conv"], -0.05)
     assert jnp.allclose(updates.backbone["norm"], -0.05)
+    # The grouped optimizer state can be laid out like the parameters (as `fit` does).
+    mesh = loops.data_mesh()
+    param_shardings, _ = loops.parameter_shardings(params, mesh, "replicated")
+    opt_state = optimizer.init(params)
+    opt_shardings = loops.opt_state_shardings(optimizer, opt_state, param_shardings, mesh)
+    assert len(jax.tree.leaves(opt_shardings)) == len(jax.tree.leaves(opt_state))
     config.learning_rate_multipliers = {"backbones": 0.1}
     optimizer, _ = _experiment.build_optimizer(config)
     with pytest.raises(ValueError, match=r"names \['backbones'\], which match no trainable parameter"):

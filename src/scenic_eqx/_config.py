@@ -7,6 +7,8 @@ import os
 
 import ml_collections
 
+from .loops import NO_WEIGHT_DECAY
+
 # Every key a training config may set, with what it means. Unknown keys are errors, so
 # a typo never silently falls back to a default.
 CONFIG_KEYS = {
@@ -32,6 +34,30 @@ CONFIG_KEYS = {
     "eval_every": "steps between evaluations",
     "checkpoint_every": "steps between checkpoints",
     "seed": "seeds the model, the run's randomness and the data order",
+    "precision": "'float32' or 'bfloat16' (bfloat16 compute, float32 parameters and optimizer state)",
+    "sharding": "parameter layout: 'replicated', 'fsdp', 'megatron' or a list of (pattern, spec) rules",
+    "model_axis_size": "devices on the mesh's 'model' axis (tensor parallelism); 1 for data parallelism",
+    "accumulate_steps": "micro-batches per optimizer step (gradient accumulation)",
+    "steps_per_dispatch": "optimizer steps per call to the devices",
+    "ema_decay": "decay of an exponential moving average of the parameters, or None",
+    "frozen_parameters": "regular expressions of parameter paths that are not trained",
+    "weight_decay_exclude": "regular expressions of parameter paths (besides 1-D arrays) without weight decay",
+    "peak_flops_per_device": "the chip's peak FLOP/s for the MFU figure (None: looked up by device kind)",
+}
+
+# The value a config gets for each optional key it does not set, so that every key can
+# be overridden from the command line.
+DEFAULTS = {
+    "learning_rate_multipliers": None,
+    "precision": "float32",
+    "sharding": "replicated",
+    "model_axis_size": 1,
+    "accumulate_steps": 1,
+    "steps_per_dispatch": 1,
+    "ema_decay": None,
+    "frozen_parameters": (),
+    "weight_decay_exclude": NO_WEIGHT_DECAY,
+    "peak_flops_per_device": None,
 }
 
 
@@ -47,6 +73,10 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         raise ValueError(f"`--config` file {path!r} defines no `get_config()`.")
     config = module.get_config(arg) if arg else module.get_config()
     check_keys(config)
+    with config.unlocked():
+        for name, value in DEFAULTS.items():
+            if name not in config:
+                config[name] = value
     return config
 
 

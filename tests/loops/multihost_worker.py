@@ -3,7 +3,8 @@
 Each process has 2 CPU devices. With NUM_PROCESSES 2 the processes form one
 `jax.distributed` cluster of 4 devices and each passes its own half of every global
 batch; with NUM_PROCESSES 1 a single process with 4 devices sees whole batches. Both
-write the trained parameters and the eval metrics to OUT (process 0 only).
+write the trained parameters and the eval metrics to OUT (process 0 only): of a
+replicated model, and of one whose large weight is FSDP-sharded over the 4 devices.
 """
 
 import os
@@ -23,6 +24,7 @@ if num_processes > 1:
 import equinox as eqx  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
 
 from scenic_eqx import data, loops, tasks  # noqa: E402
 
@@ -40,6 +42,22 @@ class DropoutMLP(eqx.Module):
 
     def __call__(self, x, *, key=None):
         return self.head(self.dropout(jax.nn.relu(self.hidden(x)), key=key))
+
+
+class WideMLP(eqx.Module):
+    """Its middle weight (256 x 256) is large enough for FSDP to shard it."""
+
+    layers: tuple[eqx.nn.Linear, ...]
+
+    def __init__(self, *, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.layers = (eqx.nn.Linear(4, 256, key=k1), eqx.nn.Linear(256, 256, key=k2),
+                       eqx.nn.Linear(256, 3, key=k3))
+
+    def __call__(self, x, *, key=None):
+        for layer in self.layers[:-1]:
+            x = jax.nn.relu(layer(x))
+        return self.layers[-1](x)
 
 
 class BoxRegressor(eqx.Module):
@@ -102,7 +120,22 @@ detection = loops.evaluate(
 params = jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))
 # Parameters are replicated: every host holds a full copy on its own devices.
 arrays = {f"p{i}": np.asarray(p.addressable_data(0)) for i, p in enumerate(params)}
+
+# FSDP: the middle weight and its momentum are split over the devices of both hosts.
+fsdp_state, fsdp_history = loops.fit(
+    WideMLP(key=jax.random.key(0)), task, this_host(global_batches(6)),
+    optimizer=optax.sgd(0.1, momentum=0.9), num_steps=6, key=jax.random.key(1), log_every=3,
+    workdir=os.path.join(out, "fsdp_workdir"), checkpoint_every=3, progress=False, sharding="fsdp",
+)
+middle = fsdp_state.model.layers[1].weight
+assert {s.data.size for s in middle.addressable_shards} == {middle.size // 4}
+assert len(middle.addressable_shards) == devices_per_process
+fsdp_metrics = loops.evaluate(fsdp_state.model, task, list(this_host(global_batches(2))))
+fsdp_params = jax.tree.leaves(eqx.filter(fsdp_state.model, eqx.is_inexact_array))
+arrays.update({f"fsdp_p{i}": np.asarray(multihost_utils.process_allgather(p, tiled=True))
+               for i, p in enumerate(fsdp_params)})
 if process_id == 0:
     np.savez(os.path.join(out, "result.npz"), loss=history[-1]["loss"], eval_accuracy=metrics["accuracy"],
              eval_loss=metrics["loss"], eval_ap=detection["AP"], eval_ap50=detection["AP50"],
-             eval_box_loss=detection["loss_bbox"], **arrays)
+             eval_box_loss=detection["loss_bbox"], fsdp_loss=fsdp_history[-1]["loss"],
+             fsdp_eval_loss=fsdp_metrics["loss"], **arrays)

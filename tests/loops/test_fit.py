@@ -10,68 +10,7 @@ import pytest
 
 from scenic_eqx import loops, nn, tasks
 from scenic_eqx.data import pad_batch
-
-
-class DropoutMLP(eqx.Module):
-    """A tiny classifier with dropout, so that the run's randomness matters."""
-
-    hidden: eqx.nn.Linear
-    dropout: eqx.nn.Dropout
-    head: eqx.nn.Linear
-
-    def __init__(self, *, key):
-        k1, k2 = jax.random.split(key)
-        self.hidden = eqx.nn.Linear(4, 16, key=k1)
-        self.dropout = eqx.nn.Dropout(0.2)
-        self.head = eqx.nn.Linear(16, 3, key=k2)
-
-    def __call__(self, x, *, key=None):
-        return self.head(self.dropout(jax.nn.relu(self.hidden(x)), key=key))
-
-
-class BatchNormMLP(eqx.Module):
-    """A tiny classifier with BatchNorm over the `"batch"` axis."""
-
-    hidden: eqx.nn.Linear
-    norm: eqx.nn.BatchNorm
-    head: eqx.nn.Linear
-
-    def __init__(self, *, key):
-        k1, k2 = jax.random.split(key)
-        self.hidden = eqx.nn.Linear(4, 16, key=k1)
-        self.norm = eqx.nn.BatchNorm(16, axis_name="batch", mode="ema")
-        self.head = eqx.nn.Linear(16, 3, key=k2)
-
-    def __call__(self, x, state, *, key=None):
-        h, state = self.norm(self.hidden(x), state)
-        return self.head(jax.nn.relu(h)), state
-
-
-def make_batches(num_batches, batch_size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(num_batches):
-        x = rng.normal(size=(batch_size, 4)).astype(np.float32)
-        label = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
-        batches.append({"inputs": x, "label": label, "batch_mask": np.ones(batch_size, np.float32)})
-    return batches
-
-
-def params(state):
-    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))]
-
-
-def run(model, num_steps, **kwargs):
-    kwargs.setdefault("optimizer", optax.adam(1e-2))
-    return loops.fit(
-        model,
-        tasks.ClassificationTask(),
-        make_batches(12),
-        num_steps=num_steps,
-        key=jax.random.key(3),
-        progress=False,
-        **kwargs,
-    )
+from tiny_models import BatchNormMLP, DropoutMLP, make_batches, params, run
 
 
 def test_fit_learns_and_logs(tmp_path, getkey):
@@ -198,10 +137,16 @@ def test_fit_trains_a_registry_model_on_eight_devices(getkey):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_steps": 0}, r"`num_steps` \(=0\) must be a positive integer"),
-        ({"num_steps": 2, "log_every": -1}, r"`log_every` \(=-1\) must be a positive integer"),
-        ({"num_steps": 2, "eval_every": 1}, r"`eval_every` \(=1\) needs `eval_batches`"),
-        ({"num_steps": 2, "checkpoint_every": 1}, r"`checkpoint_every` \(=1\) needs a `workdir`"),
+        ({"num_steps": 0}, r"`num_steps` must be a positive integer. Received: 0"),
+        ({"num_steps": 2, "log_every": -1}, r"`log_every` must be a positive integer. Received: -1"),
+        ({"num_steps": 2, "eval_every": 1}, r"`eval_every` \(=1\) needs `eval_batches`. Received: eval_batches=None"),
+        ({"num_steps": 2, "checkpoint_every": 1}, r"`checkpoint_every` \(=1\) needs a `workdir`. Received: workdir=None"),
+        ({"num_steps": 4, "steps_per_dispatch": 3, "log_every": 4},
+         r"`log_every` must be a multiple of `steps_per_dispatch` \(=3\).*Received: log_every=4"),
+        ({"num_steps": 2, "precision": "fp16"}, r"`precision` must be one of 'float32', 'bfloat16'.*Received: 'fp16'"),
+        ({"num_steps": 2, "accumulate_steps": 0}, r"`accumulate_steps` must be a positive integer. Received: 0"),
+        ({"num_steps": 2, "accumulate_steps": 3}, r"`accumulate_steps` \(=3\) must divide the batch size. Received: a batch of 16"),
+        ({"num_steps": 2, "ema_decay": 1.0}, r"`ema_decay` must be a number in \[0, 1\). Received: 1.0"),
         ({"num_steps": 20}, r"`train_batches` ran out at step 13 of 20"),
     ],
 )
@@ -212,7 +157,7 @@ def test_fit_argument_errors(kwargs, match, getkey):
 
 def test_batch_not_divisible_by_devices_is_an_error(getkey):
     batches = make_batches(2, batch_size=12)
-    with pytest.raises(ValueError, match=r"per-host batch size \(=12\) must be divisible .* \(=8\)"):
+    with pytest.raises(ValueError, match=r"per-host batch size must be divisible .* \(=8\). Received: a batch of 12"):
         loops.fit(DropoutMLP(key=getkey()), tasks.ClassificationTask(), batches,
                   optimizer=optax.sgd(0.1), num_steps=2, key=getkey(), progress=False)
 

@@ -1,4 +1,5 @@
-"""Two `jax.distributed` processes on 127.0.0.1 train like one process with all the devices."""
+"""Two `jax.distributed` processes on 127.0.0.1 train like one process with all the devices,
+with replicated and with FSDP-sharded parameters."""
 
 import os
 import subprocess
@@ -37,3 +38,6 @@ def test_two_hosts_match_one_host(tmp_path, free_port):
     assert 0.05 < one["eval_ap50"] < 1.0
     # Both hosts checkpointed into one workdir through orbax's multi-process protocol.
     assert sorted(os.listdir(tmp_path / "two" / "workdir" / "checkpoints")) == ["3", "6"]
+    # The FSDP run (its middle weight split over both hosts' devices) matched too.
+    assert {"fsdp_p2", "fsdp_loss", "fsdp_eval_loss"} <= set(one)
+    assert sorted(os.listdir(tmp_path / "two" / "fsdp_workdir" / "checkpoints")) == ["3", "6"]

@@ -1,10 +1,38 @@
 """Training and evaluation: steps, `fit`, `evaluate`, checkpoints, sharding, schedules."""
 
+from ._accumulate import accumulate_gradients as accumulate_gradients
 from ._apply import apply_model as apply_model
 from ._checkpoint import Checkpointer as Checkpointer
+from ._ema import ema_model as ema_model, params_ema as params_ema, with_params_ema as with_params_ema
 from ._evaluate import evaluate as evaluate
+from ._fine_tuning import (
+    NO_WEIGHT_DECAY as NO_WEIGHT_DECAY,
+    freeze as freeze,
+    is_placeholder as is_placeholder,
+    parameter_path as parameter_path,
+    weight_decay_mask as weight_decay_mask,
+)
 from ._fit import count_parameters as count_parameters, fit as fit
+from ._partitioning import (
+    FSDP_MIN_SIZE as FSDP_MIN_SIZE,
+    MEGATRON_RULES as MEGATRON_RULES,
+    Rule as Rule,
+    device_mesh as device_mesh,
+    opt_state_shardings as opt_state_shardings,
+    parameter_shardings as parameter_shardings,
+    train_state_shardings as train_state_shardings,
+)
+from ._peak_flops import (
+    model_flops_utilization as model_flops_utilization,
+    peak_flops_per_device as peak_flops_per_device,
+)
+from ._placement import (
+    create_sharded as create_sharded,
+    init_placed_train_state as init_placed_train_state,
+    place as place,
+)
 from ._plot import plot_metrics as plot_metrics
+from ._precision import Precision as Precision, get_precision as get_precision
 from ._schedules import (
     clip_by_global_norm as clip_by_global_norm,
     constant as constant,

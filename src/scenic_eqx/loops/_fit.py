@@ -1,24 +1,32 @@
-"""`fit`: the training loop — steps, logging, evaluation and resumable checkpoints."""
+"""`fit`: the training loop — set-up, then steps and the periodic actions that are due."""
 
 import itertools
 import os
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
-from jaxtyping import PRNGKeyArray
+from jaxtyping import PRNGKeyArray, PyTree
 
 from ..tasks import AbstractTask
 from ._checkpoint import Checkpointer
-from ._evaluate import evaluate_on_mesh
+from ._ema import with_params_ema
+from ._fit_actions import FitActions
 from ._flat_step import FlatTrainStep, zero_sums
+from ._flops import training_flops_per_example
 from ._logging import RunLogger
+from ._placement import Sharding, init_placed_train_state
+from ._peak_flops import peak_flops_per_device as lookup_peak_flops
+from ._periodic import run_due
+from ._precision import Precision, get_precision
 from ._sharding import data_mesh, host_batch, replicate
 from ._steps import make_train_step
-from ._train_state import TrainState, init_train_state, partition_trainable
+from ._throughput import Throughput
+from ._train_state import TrainState, partition_trainable
 
 History = list[dict[str, int | float]]
 Callback = Callable[[int, dict[str, float], TrainState], None]
@@ -28,12 +36,31 @@ def _check_positive(name: str, value: int | None, *, optional: bool = True) -> N
     if value is None and optional:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` (={value!r}) must be a positive integer.")
+        raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}.")
 
 
 def count_parameters(model: eqx.Module) -> int:
     """Number of scalars in the model's trainable arrays (BatchNorm statistics excluded)."""
     return sum(x.size for x in jax.tree.leaves(partition_trainable(model)[0]))
+
+
+def _check_arguments(num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch):
+    _check_positive("num_steps", num_steps, optional=False)
+    _check_positive("log_every", log_every, optional=False)
+    _check_positive("eval_every", eval_every)
+    _check_positive("checkpoint_every", checkpoint_every)
+    _check_positive("steps_per_dispatch", steps_per_dispatch, optional=False)
+    if eval_every is not None and eval_batches is None:
+        raise ValueError(f"`eval_every` (={eval_every}) needs `eval_batches`. Received: eval_batches=None.")
+    if checkpoint_every is not None and workdir is None:
+        raise ValueError(f"`checkpoint_every` (={checkpoint_every}) needs a `workdir`. Received: workdir=None.")
+    periods = {"log_every": log_every, "eval_every": eval_every, "checkpoint_every": checkpoint_every}
+    for name, every in periods.items():
+        if every is not None and every % steps_per_dispatch:
+            raise ValueError(
+                f"`{name}` must be a multiple of `steps_per_dispatch` (={steps_per_dispatch}), "
+                f"so that it falls at the end of a dispatch. Received: {name}={every}."
+            )
 
 
 def fit(
@@ -55,6 +82,12 @@ def fit(
     schedule: optax.Schedule | None = None,
     max_checkpoints_to_keep: int = 3,
     progress: bool = True,
+    sharding: Sharding = "replicated",
+    precision: str | Precision = "float32",
+    accumulate_steps: int = 1,
+    steps_per_dispatch: int = 1,
+    ema_decay: float | None = None,
+    peak_flops_per_device: float | None = None,
 ) -> tuple[TrainState, History]:
     """Trains `model` on `task` for `num_steps` optimizer steps, data-parallel over `mesh`.
 
@@ -81,40 +114,58 @@ def fit(
             every this many steps (and at the end).
         checkpoint_every: save a checkpoint every this many steps (needs `workdir`).
         workdir: where checkpoints, `metrics.jsonl` and TensorBoard events go.
-        mesh: the device mesh (default: every device, on a `"data"` axis).
+        mesh: the device mesh (default: every device, on a `"data"` axis); it may have a
+            `"model"` axis too (`loops.device_mesh`), for tensor-parallel `sharding`.
         callbacks: functions `callback(step, record, state)` called after each record.
         schedule: the learning-rate schedule, to log `learning_rate`.
         max_checkpoints_to_keep: how many of the latest checkpoints to keep.
-        progress: show a progress bar.
+        progress: show a progress bar (with the time left).
+        sharding: how parameters and optimizer state are laid out on `mesh`:
+            `"replicated"` (a full copy on every device), `"fsdp"` (large arrays split
+            over the `"data"` axis), `"megatron"` (attention heads and MLP hidden units
+            split over the `"model"` axis) or a sequence of `(path pattern, spec)` rules
+            (see `loops.parameter_shardings`). The result does not depend on it.
+        precision: `"float32"` or `"bfloat16"` (bfloat16 compute; parameters, gradients,
+            optimizer state, losses and checkpoints in float32), or a `Precision`.
+        accumulate_steps: split each batch into this many micro-batches and accumulate
+            their gradients into one update (see `loops.accumulate_gradients`).
+        steps_per_dispatch: run this many steps per call to the devices (`lax.scan`
+            over stacked batches); `log_every`, `eval_every` and `checkpoint_every`
+            must be multiples of it.
+        ema_decay: keep an exponential moving average of the parameters in the
+            optimizer state (float32, sharded and checkpointed with it) and evaluate it
+            beside the parameters (`eval_ema_<name>`); `loops.ema_model(state)` gives it.
+        peak_flops_per_device: the chip's peak FLOP/s for the `mfu` figure; by default
+            looked up from the device kind (`loops.peak_flops_per_device`).
 
     Returns:
-        `(state, history)`: the final `TrainState` and one dict per record (`step`, the
-        training metrics, `examples_per_sec`, `learning_rate`, and `eval_<name>` metrics
-        at evaluation steps).
+        `(state, history)`: the final `TrainState` (float32 parameters whatever the
+        `precision`) and one dict per record (`step`, the training metrics,
+        `examples_per_sec`, `examples_per_sec_per_device`, `mfu` when the FLOPs and the
+        chip's peak are known, `learning_rate`, and `eval_<name>` metrics at evaluation
+        steps). The first record also holds `compile_seconds` of the step.
 
     Raises:
         FloatingPointError: the loss stopped being finite; the message names the first
             such step. No checkpoint is written after it, so the last good one is kept.
     """
-    _check_positive("num_steps", num_steps, optional=False)
-    _check_positive("log_every", log_every, optional=False)
-    _check_positive("eval_every", eval_every)
-    _check_positive("checkpoint_every", checkpoint_every)
-    if eval_every is not None and eval_batches is None:
-        raise ValueError(f"`eval_every` (={eval_every}) needs `eval_batches`, which is None.")
-    if checkpoint_every is not None and workdir is None:
-        raise ValueError(f"`checkpoint_every` (={checkpoint_every}) needs a `workdir`, which is None.")
-
+    _check_arguments(num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch)
+    precision = get_precision(precision)
     mesh = data_mesh() if mesh is None else mesh
-    train_step = make_train_step(task, optimizer)
+    optimizer = with_params_ema(optimizer, ema_decay)
+    train_step = make_train_step(task, optimizer, precision=precision, accumulate_steps=accumulate_steps)
+
     batches = iter(train_batches)
     first_batch = next(batches, None)
     if first_batch is None:
         raise ValueError("`train_batches` yielded no batch.")
+    batches = itertools.chain([first_batch], batches)
     first_batch = host_batch(first_batch, mesh)
     batch_size = len(jax.tree.leaves(first_batch)[0])
 
-    state = replicate(init_train_state(model, optimizer, key=key, model_state=model_state), mesh)
+    state, replicated_paths = init_placed_train_state(
+        model, optimizer, key=key, model_state=model_state, mesh=mesh, sharding=sharding
+    )
     sums = replicate(zero_sums(train_step, state, first_batch), mesh)
     checkpointer = None
     if workdir is not None:
@@ -123,70 +174,78 @@ def fit(
             restored = checkpointer.restore(train_state=state, metric_sums=sums)
             state, sums = restored["train_state"], restored["metric_sums"]
     start_step = int(state.step)
-    if start_step:
-        # Resuming: the first `start_step` batches were consumed before the checkpoint.
-        batches = itertools.islice(itertools.chain([first_batch], batches), start_step, None)
-        batches = (host_batch(b, mesh) for b in batches)
-    else:
-        batches = itertools.chain([first_batch], (host_batch(b, mesh) for b in batches))
+    # Resuming: the first `start_step` batches were consumed before the checkpoint.
+    batches = itertools.islice(batches, start_step, None)
 
     step_fn = FlatTrainStep(train_step, state, sums, mesh)
     logger = RunLogger(
-        workdir,
-        num_steps=num_steps,
-        initial_step=start_step,
-        enabled=jax.process_index() == 0,
-        progress=progress,
-    )
-    history: History = []
+        workdir, num_steps=num_steps, initial_step=start_step,
+        enabled=jax.process_index() == 0, progress=progress,
+    )  # fmt: skip
+    flops_per_example = training_flops_per_example(model, first_batch)
+    throughput = Throughput(
+        batch_size, mesh.devices.size,
+        flops_per_step=None if flops_per_example is None else flops_per_example * batch_size,
+        peak_flops_per_device=peak_flops_per_device or lookup_peak_flops(mesh.devices.flat[0]),
+    )  # fmt: skip
     if start_step == 0:
-        logger.write(0, {"num_params": float(count_parameters(model))})
+        first = {"num_params": float(count_parameters(model))}
+        if throughput.flops_per_step is not None:
+            first["flops_per_step"] = float(throughput.flops_per_step)
+        if replicated_paths:
+            first["num_replicated_arrays"] = float(len(replicated_paths))
+        logger.write(0, first)
 
-    def check_finite():
-        bad = int(step_fn.sums["first_nonfinite_step"])
-        if bad >= 0:
-            raise FloatingPointError(
-                f"The training loss is not finite at step {bad}: training stopped; "
-                f"the last good checkpoint (if any) is kept."
-            )
+    actions = FitActions(
+        step_fn, task, throughput, mesh, precision, schedule, eval_batches,
+        evaluate_ema=ema_decay is not None, checkpointer=checkpointer,
+    ).periodic(log_every, eval_every, checkpoint_every)  # fmt: skip
 
+    history: History = []
+    compile_logged = False
     try:
-        window_start, window_steps = time.perf_counter(), 0
-        for step in range(start_step + 1, num_steps + 1):
-            batch = next(batches, None)
-            if batch is None:
-                raise ValueError(f"`train_batches` ran out at step {step} of {num_steps}.")
-            step_fn(batch)
-            window_steps += 1
-            logger.advance()
-            record = {}
-            if step % log_every == 0 or step == num_steps:
-                check_finite()
-                record.update(task.summarize(jax.device_get(step_fn.sums["metrics"])))
-                elapsed = time.perf_counter() - window_start
-                record["examples_per_sec"] = window_steps * batch_size / elapsed
-                if schedule is not None:
-                    record["learning_rate"] = float(schedule(step - 1))
-                step_fn.reset_metrics()
-                window_start, window_steps = time.perf_counter(), 0
-            pause_start = time.perf_counter()  # eval and checkpoint time is not training time
-            if eval_batches is not None and (step == num_steps or (eval_every and step % eval_every == 0)):
-                check_finite()
-                current = step_fn.state
-                results = evaluate_on_mesh(current.model, current.model_state, task, eval_batches, mesh)
-                record.update({f"eval_{k}": v for k, v in results.items()})
-            if checkpointer is not None and (step == num_steps or (checkpoint_every and step % checkpoint_every == 0)):
-                check_finite()
-                checkpointer.save(step, train_state=step_fn.state, metric_sums=step_fn.sums)
+        for count, last in _dispatches(start_step, num_steps, steps_per_dispatch):
+            compile_seconds = step_fn(_next_batches(batches, count, last, num_steps, mesh), count)
+            throughput.exclude(compile_seconds)
+            throughput.add_steps(count)
+            logger.advance(count)
+            record = run_due(actions, last, num_steps)
+            if record and not compile_logged:
+                record["compile_seconds"] = sum(step_fn.compile_seconds.values())
+                compile_logged = True
             if record:
-                logger.write(step, record)
-                history.append({"step": step, **record})
+                logger.write(last, record)
+                history.append({"step": last, **record})
                 for callback in callbacks:
-                    callback(step, record, step_fn.state)
-            window_start += time.perf_counter() - pause_start
+                    callback(last, record, step_fn.state)
     finally:
         logger.close()
         if checkpointer is not None:
             checkpointer.wait_until_finished()
             checkpointer.close()
     return step_fn.state, history
+
+
+def _dispatches(start_step: int, num_steps: int, steps_per_dispatch: int) -> Iterator[tuple[int, int]]:
+    """`(steps, last_step)` of each dispatch: runs of `steps_per_dispatch` steps ending at
+    its multiples, shorter at the end or after resuming from an unaligned step."""
+    step = start_step
+    while step < num_steps:
+        last = min((step // steps_per_dispatch + 1) * steps_per_dispatch, num_steps)
+        yield last - step, last
+        step = last
+
+
+def _next_batches(batches: Iterator[PyTree], count: int, last: int, num_steps: int, mesh: Mesh) -> PyTree:
+    """The next `count` batches, stacked along a new leading axis when `count > 1`."""
+    taken = list(itertools.islice(batches, count))
+    if len(taken) < count:
+        raise ValueError(
+            f"`train_batches` ran out at step {last - count + len(taken) + 1} of {num_steps}."
+        )
+    if count == 1:
+        return host_batch(taken[0], mesh)
+    stack = lambda *xs: jnp.stack(xs) if isinstance(xs[0], jax.Array) else np.stack(xs)  # noqa: E731
+    return host_batch(jax.tree.map(stack, *taken), mesh, stacked=True)
+
+

@@ -1,7 +1,9 @@
-"""Data parallelism over a `jax.sharding.Mesh`: batches on `"data"`, parameters replicated.
+"""Data parallelism over a `jax.sharding.Mesh`: batches split on its `"data"` axis.
 
 Multi-host runs start with `jax.distributed.initialize()`; each host then passes its
-own slice of the global batch, and `shard_batch` assembles the global array.
+own slice of the global batch, and `shard_batch` assembles the global array. A mesh may
+have other axes (a `"model"` axis for tensor parallelism): batches are replicated along
+them.
 """
 
 import equinox as eqx
@@ -19,8 +21,15 @@ def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
 
 
 def num_local_devices(mesh: Mesh) -> int:
-    """How many of the mesh's devices belong to this host."""
-    return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    """How many distinct slices of the `"data"` axis this host's devices hold.
+
+    On a one-axis mesh, the number of this host's devices; on a `("data", "model")`
+    mesh, the number of this host's rows of the data axis.
+    """
+    data_axis = mesh.axis_names.index("data")
+    local = np.vectorize(lambda d: d.process_index == jax.process_index())(mesh.devices)
+    rows = np.nonzero(local)[data_axis]
+    return len(set(rows.tolist()))
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
@@ -48,41 +57,50 @@ def _replicate_across_hosts(x: jax.Array, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Arrays split along their leading (batch) axis over the mesh's `"data"` axis."""
-    return NamedSharding(mesh, PartitionSpec("data"))
+def batch_sharding(mesh: Mesh, *, stacked: bool = False) -> NamedSharding:
+    """Arrays split along their batch axis over the mesh's `"data"` axis.
+
+    The batch axis is the leading one, or the second with `stacked=True` (batches
+    stacked for several steps per dispatch, `[steps, batch, ...]`).
+    """
+    return NamedSharding(mesh, PartitionSpec(None, "data") if stacked else PartitionSpec("data"))
 
 
-def _check_divisible(x, local: int) -> None:
-    if x.shape[0] % local:
+def _check_divisible(x, local: int, axis: int = 0) -> None:
+    if x.shape[axis] % local:
         raise ValueError(
-            f"The per-host batch size (={x.shape[0]}) must be divisible by the number "
-            f"of local devices in the mesh (={local})."
+            f"The per-host batch size must be divisible by the number of local devices "
+            f"on the mesh's data axis (={local}). Received: a batch of {x.shape[axis]}."
         )
 
 
-def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
+def shard_batch(batch: PyTree, mesh: Mesh, *, stacked: bool = False) -> PyTree:
     """Turns this host's batch (numpy or jax arrays) into global arrays split on `"data"`.
 
     Arrays that are already global and split on `"data"` are returned as they are.
 
+    Arguments:
+        batch: this host's rows of the global batch.
+        mesh: the device mesh.
+        stacked: the arrays are `[steps, batch, ...]`, batches of several steps.
+
     Raises:
         ValueError: if the host batch size does not divide by the host's device count.
     """
-    sharding = batch_sharding(mesh)
+    sharding = batch_sharding(mesh, stacked=stacked)
     local = num_local_devices(mesh)
 
     def put(x):
         if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
             # Already a global array split on "data" (`data.prefetch_to_mesh` makes them).
             return x
-        _check_divisible(x, local)
+        _check_divisible(x, local, axis=int(stacked))
         return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
     return jax.tree.map(put, batch)
 
 
-def host_batch(batch: PyTree, mesh: Mesh) -> PyTree:
+def host_batch(batch: PyTree, mesh: Mesh, *, stacked: bool = False) -> PyTree:
     """This host's batch, ready for a step jitted with `in_shardings=batch_sharding(mesh)`.
 
     With one process, the batch goes to the step as it is: the jitted call transfers
@@ -90,8 +108,8 @@ def host_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     With several processes, each host's slice becomes part of a global array.
     """
     if jax.process_count() > 1:
-        return shard_batch(batch, mesh)
+        return shard_batch(batch, mesh, stacked=stacked)
     local = num_local_devices(mesh)
     for x in jax.tree.leaves(batch):
-        _check_divisible(x, local)
+        _check_divisible(x, local, axis=int(stacked))
     return batch
