@@ -2,7 +2,7 @@
 
 Compiles (never runs) one Adam train step of a ViT over a `("data", "model")` mesh of
 fake CPU devices, with the parameters and the optimizer state sharded by each of the
-`sharding` choices of `scenic_eqx.loops._partitioning`, and prints XLA's
+`sharding` choices of `scenic_eqx.loops.fit`, and prints XLA's
 `memory_analysis()` of the compiled step: the argument, output and temporary bytes of
 ONE device, and their total (outputs written into donated arguments counted once). The
 model is only traced (`eqx.filter_eval_shape`), so any size fits.
@@ -37,7 +37,7 @@ def main():
     from jax.sharding import NamedSharding, PartitionSpec
 
     from scenic_eqx import nn
-    from scenic_eqx.loops._partitioning import (
+    from scenic_eqx.loops import (
         MEGATRON_RULES,
         device_mesh,
         opt_state_shardings,

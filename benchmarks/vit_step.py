@@ -22,7 +22,7 @@ import sys
 import time
 
 BATCH, IMAGE, PATCH, HIDDEN, LAYERS, HEADS, MLP, CLASSES = 32, 32, 4, 192, 6, 3, 768, 10
-IMPLS = ("scenic_eqx", "scenic_eqx_fit", "flax_linen", "torch")
+IMPLS = ("scenic_eqx", "scenic_eqx_fit", "scenic_eqx_fit_bf16", "flax_linen", "torch")
 HUGETLB = "glibc.malloc.hugetlb=1"
 
 
@@ -76,7 +76,7 @@ def scenic_eqx(steps: int) -> float:
     return _time_jax_step(step, (params, optimizer.init(params)), images, labels, steps)
 
 
-def scenic_eqx_fit(steps: int) -> float:
+def scenic_eqx_fit(steps: int, precision: str = "float32") -> float:
     """The same model trained by `scenic_eqx.loops.fit` (includes its per-step host work)."""
     import jax
     import numpy as np
@@ -95,7 +95,7 @@ def scenic_eqx_fit(steps: int) -> float:
         start = time.perf_counter()
         state, _ = loops.fit(
             model, task, batches, optimizer=optimizer, num_steps=num_steps,
-            key=jax.random.key(1), log_every=num_steps, progress=False,
+            key=jax.random.key(1), log_every=num_steps, progress=False, precision=precision,
         )
         jax.block_until_ready(state)
         return time.perf_counter() - start
@@ -103,6 +103,11 @@ def scenic_eqx_fit(steps: int) -> float:
     # Two lengths, so that compilation and set-up cancel out of the difference.
     short, long = run(3), run(3 + steps)
     return (long - short) / steps
+
+
+def scenic_eqx_fit_bf16(steps: int) -> float:
+    """`scenic_eqx_fit` with `precision="bfloat16"` (bfloat16 compute, float32 master state)."""
+    return scenic_eqx_fit(steps, precision="bfloat16")
 
 
 def _flax_model():
