@@ -3,6 +3,7 @@
 import ast
 import difflib
 import importlib.util
+import inspect
 import os
 
 import ml_collections
@@ -43,6 +44,12 @@ CONFIG_KEYS = {
     "frozen_parameters": "regular expressions of parameter paths that are not trained",
     "weight_decay_exclude": "regular expressions of parameter paths (besides 1-D arrays) without weight decay",
     "peak_flops_per_device": "the chip's peak FLOP/s for the MFU figure (None: looked up by device kind)",
+    "step_timeout_seconds": (
+        "seconds without progress after which a process is taken to be stuck and exits (code 124); "
+        "None: 600 on several processes, no timeout on one"
+    ),
+    "debug_nans": "check every step for a non-finite loss or gradient and name the parameter (slower)",
+    "async_checkpoints": "go on training while a checkpoint is written (a crash may then lose it)",
 }
 
 # The value a config gets for each optional key it does not set, so that every key can
@@ -58,6 +65,9 @@ DEFAULTS = {
     "frozen_parameters": (),
     "weight_decay_exclude": NO_WEIGHT_DECAY,
     "peak_flops_per_device": None,
+    "step_timeout_seconds": None,
+    "debug_nans": False,
+    "async_checkpoints": False,
 }
 
 
@@ -65,13 +75,19 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     """Calls `get_config()` of the Python file `spec` (`FILE` or `FILE:ARG`, as `get_config(ARG)`)."""
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"`--config` file {path!r} does not exist.")
+        raise FileNotFoundError(
+            f"`--config` must name an existing Python file (FILE or FILE:ARG). Received: "
+            f"{spec!r}: the file {path!r} does not exist."
+        )
     module_spec = importlib.util.spec_from_file_location("_scenic_eqx_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"`--config` file {path!r} defines no `get_config()`.")
-    config = module.get_config(arg) if arg else module.get_config()
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(
+            f"`--config` file must define `get_config()`. Received: {path!r}, which defines no "
+            "`get_config()`."
+        )
+    config = _call_get_config(module.get_config, path, arg)
     check_keys(config)
     with config.unlocked():
         for name, value in DEFAULTS.items():
@@ -80,50 +96,129 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     return config
 
 
+def _call_get_config(get_config, path: str, arg: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` (or `get_config()` without `:ARG`), checked to give a ConfigDict."""
+    try:
+        inspect.signature(get_config).bind(*([arg] if arg else []))
+    except TypeError:
+        form = "FILE:ARG" if not arg else "FILE, without `:ARG`"
+        raise ValueError(
+            f"`get_config` in {path!r} takes {'no argument' if arg else 'an argument'}, so "
+            f"`--config` must be {form}. Received: {f'{path}:{arg}' if arg else path!r}."
+        ) from None
+    config = get_config(arg) if arg else get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(
+            f"`get_config()` in {path!r} must return an `ml_collections.ConfigDict`. "
+            f"Received: {type(config).__name__}."
+        )
+    return config
+
+
 def check_keys(config: ml_collections.ConfigDict) -> None:
     """Raises if `config` has a top-level key that no part of training reads."""
     unknown = sorted(set(config.keys()) - set(CONFIG_KEYS))
     if unknown:
+        hints = [
+            f"{key!r} -> {close[0]!r}"
+            for key in unknown
+            if (close := difflib.get_close_matches(key, CONFIG_KEYS, n=1))
+        ]
+        hint = f" Did you mean {', '.join(hints)}?" if hints else ""
         raise ValueError(
             f"Unknown config key(s) {unknown}. Valid keys: {', '.join(sorted(CONFIG_KEYS))}."
+            f"{hint} Received: {unknown}."
         )
 
 
+def _literal(text: str):
+    """`text` as a Python literal, or `_NOT_A_LITERAL`; `inf` and `nan` are floats."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    if text.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        return float(text)
+    return _NOT_A_LITERAL
+
+
+_NOT_A_LITERAL = object()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _parse_value(text: str, old):
+    """`text` parsed as a value of the type of `old`, the value it replaces.
+
+    Returns:
+        The value. Raises a `ValueError` saying what was expected (without the key).
+    """
     if isinstance(old, bool):
-        if text.lower() not in ("true", "false"):
-            raise ValueError(f"expected true or false, got {text!r}")
-        return text.lower() == "true"
+        if text.strip().lower() not in ("true", "false"):
+            raise ValueError("must be true or false")
+        return text.strip().lower() == "true"
     if isinstance(old, str):
         return text
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-    if isinstance(old, float) and isinstance(value, int):
+    value = _literal(text)
+    if _is_int(old):
+        if not _is_int(value):
+            raise ValueError("must be an integer")
+        return value
+    if isinstance(old, float):
+        if not (_is_int(value) or isinstance(value, float)):
+            raise ValueError("must be a number")
         return float(value)
-    return value
+    if isinstance(old, (tuple, list)):
+        if not isinstance(value, (tuple, list)):
+            raise ValueError("must be a sequence, e.g. `(1, 2)` or `('a',)`")
+        return type(old)(value)
+    if isinstance(old, (ml_collections.ConfigDict, dict)):
+        if not isinstance(value, dict):
+            keys = ", ".join(sorted(old.keys())) or "(none)"
+            raise ValueError(
+                f"is a group of keys ({keys}): set one of them (`key.sub=value`) or give a "
+                "dict literal"
+            )
+        if isinstance(old, ml_collections.ConfigDict):
+            return ml_collections.ConfigDict(value)
+        return value
+    # None (any type may replace it) or a value of another type: a literal, else the text.
+    return text if value is _NOT_A_LITERAL else value
 
 
 def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
     """Applies `key.sub=value` to `config` in place; the value is parsed as the old one's type.
 
+    An int stays an int (`1.5`, `1e3` or `abc` are refused), a float takes any number, a
+    bool `true` or `false`, a sequence a tuple or list literal, a group of keys a dict
+    literal; a string takes the text as it is, and a `None` any literal (else the text).
+
     Raises:
-        ValueError: malformed assignment, or a key the config does not have (the message
-            lists the keys there are).
+        ValueError: malformed assignment, a key the config does not have (the message
+            lists the keys there are), or a value of the wrong type.
     """
     dotted, sep, text = assignment.partition("=")
     if not sep or not dotted:
-        raise ValueError(f"A config override must look like `key=value`; got {assignment!r}.")
+        raise ValueError(
+            f"A config override must look like `key=value`. Received: {assignment!r}."
+        )
     *parents, name = dotted.split(".")
     node, path = config, "config"
     for part in [*parents, name]:
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            keys = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise ValueError(
+                f"`{path}` is a value ({node!r}), not a group of keys, so it has no key "
+                f"{part!r}. Received: `{assignment}`."
+            )
+        if part not in node:
+            keys = sorted(node.keys())
             close = difflib.get_close_matches(part, keys, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"`{path}` has no key {part!r}.{hint} Valid keys: {', '.join(keys) or '(none)'}."
+                f"`{path}` has no key {part!r}.{hint} Valid keys: {', '.join(keys) or '(none)'}. "
+                f"Received: `{assignment}`."
             )
         if part != name:
             node, path = node[part], f"{path}.{part}"
@@ -131,6 +226,14 @@ def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
     try:
         value = _parse_value(text, old)
     except ValueError as error:
-        raise ValueError(f"`{path}.{name}`: {error}.") from None
-    with node.unlocked():
-        node[name] = value
+        group = isinstance(old, (dict, ml_collections.ConfigDict))
+        like = "" if group else f", like its value in the config ({old!r})"
+        raise ValueError(f"`{path}.{name}` {error}{like}. Received: {text!r}.") from None
+    try:
+        with node.unlocked():
+            node[name] = value
+    except TypeError as error:  # ml_collections' own type check, for types not parsed above.
+        raise ValueError(
+            f"`{path}.{name}` must keep the type of its value in the config ({old!r}): {error}. "
+            f"Received: {text!r}."
+        ) from None

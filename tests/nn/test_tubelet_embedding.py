@@ -41,9 +41,9 @@ def test_initial_scale_is_lecun(getkey):
 
 def test_errors(getkey):
     layer = TubeletEmbedding(3, 5, (2, 4, 4), key=getkey())
-    with pytest.raises(ValueError, match=r"video size \(=3x8x8\) must be divisible by `tubelet_size` \(=2x4x4\)"):
+    with pytest.raises(ValueError, match=r"The video size must be divisible by `tubelet_size` \(=2x4x4\). Received: 3x8x8."):
         layer(jnp.ones((3, 8, 8, 3)))
-    with pytest.raises(ValueError, match=r"`tubelet_size` \(=\(2, 4, 0\)\) must be a positive int or a triple"):
+    with pytest.raises(ValueError, match=r"`tubelet_size` must be a positive int or a triple of them. Received: \(2, 4, 0\)."):
         TubeletEmbedding(3, 5, (2, 4, 0), key=getkey())
     with pytest.raises(jaxtyping.TypeCheckError, match="time height width channels"):
         layer(jnp.ones((8, 8, 3)))

@@ -49,8 +49,8 @@ def test_input_not_divisible_by_the_downsampling_is_named():
     model = _abstract(num_classes=5, base_features=4, num_levels=4, num_groups=2)
     with pytest.raises(
         ValueError,
-        match=r"height and width of `x` \(=12x16\) must be divisible by "
-        r"2\*\*\(num_levels - 1\) \(=8\)",
+        match=r"The height and width of `x` must be divisible by 2\*\*\(num_levels - 1\) "
+        r"\(=8\). Received: 12x16.",
     ):
         _output_shape(model, 12, 16)
 

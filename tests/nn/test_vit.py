@@ -105,7 +105,7 @@ def test_errors(getkey):
     with pytest.raises(ValueError, match=r"Unknown `posemb` \(='sincos'\)"):
         ViT(**tiny, posemb="sincos", key=getkey())
     model = ViT(**tiny, key=getkey())
-    with pytest.raises(ValueError, match=r"input size \(=24x24\) must equal `image_size` \(=16x16\)"):
+    with pytest.raises(ValueError, match=r"`x` \(the input of ViT\) must have size 16 on its `height` axis \(axis 0 of \(height, width, channels\)\), from `image_size` \(=16x16\). Received: shape \(24, 24, 3\)."):
         model(jnp.ones((24, 24, 3)))
     with pytest.raises(jaxtyping.TypeCheckError, match="height width channels"):
         model(jnp.ones((2, 16, 16, 3)))

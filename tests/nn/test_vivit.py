@@ -87,7 +87,7 @@ def test_views_average_the_logits(getkey):
     views = jax.random.normal(getkey(), (3, 4, 8, 8, 3))
     expected = jnp.mean(jnp.stack([model(v) for v in views]), axis=0)
     np.testing.assert_allclose(eqx.filter_jit(model)(views), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match=r"one clip \[time, height, width, channels\] or its views .*got shape \(1, 2, 4, 8, 8, 3\)"):
+    with pytest.raises(ValueError, match=r"one clip \(time, height, width, channels\) or its views .* Received: shape \(1, 2, 4, 8, 8, 3\)."):
         model(jnp.ones((1, 2, 4, 8, 8, 3)))
 
 
@@ -111,10 +111,10 @@ def test_errors(getkey):
         ViViT(**TINY, classifier="map", key=getkey())
     with pytest.raises(ValueError, match=r"`hidden_size` \(=15\) must be divisible by `num_heads` \(=2\)"):
         ViViT(**{**TINY, "hidden_size": 15}, key=getkey())
-    with pytest.raises(ValueError, match=r"video size \(=5x8x8\) must be divisible by `tubelet_size` \(=2x4x4\)"):
+    with pytest.raises(ValueError, match=r"The video size must be divisible by `tubelet_size` \(=2x4x4\). Received: 5x8x8."):
         ViViT(**{**TINY, "num_frames": 5}, key=getkey())
     model = ViViT(**TINY, key=getkey())
-    with pytest.raises(ValueError, match=r"input size \(=6x8x8\) must equal `num_frames` x `image_size` \(=4x8x8\)"):
+    with pytest.raises(ValueError, match=r"must have size 4 on its `time` axis .* from `num_frames` x `image_size` \(=4x8x8\). Received: shape \(6, 8, 8, 3\)."):
         model(jnp.ones((6, 8, 8, 3)))
     with pytest.raises(jaxtyping.TypeCheckError):
         model(jnp.ones((8, 8, 3)))

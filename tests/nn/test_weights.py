@@ -116,7 +116,7 @@ def test_resnet_running_statistics_are_the_initial_state():
 def test_resnet_built_with_make_with_state_is_refused():
     # What `eqx.nn.make_with_state` does to the model it returns.
     model = eqx.nn.delete_init_state(abstract(ResNet, num_classes=5, depth=18, width=2))
-    with pytest.raises(ValueError, match=r"initial state was removed .*make_with_state"):
+    with pytest.raises(ValueError, match=r"initial state was removed \(by `eqx.nn.make_with_state`"):
         load_weights(model, FIXTURES / "timm_resnet_basic.safetensors")
 
 
@@ -267,7 +267,7 @@ def test_shape_mismatch_names_parameter_and_both_shapes():
 
 
 def test_stacked_checkpoint_into_scanned_model_of_other_depth():
-    with pytest.raises(ValueError, match=r"has 2 encoder blocks .* `num_layers`=3"):
+    with pytest.raises(ValueError, match=r"`num_layers` \(=3\) must be the checkpoint's number of encoder blocks. Received: .* 2 encoder blocks"):
         load_weights(abstract(ViT, **{**VIT, "num_layers": 3, "classifier": "map",
                                        "scan_layers": True}),
                      FIXTURES / "big_vision_vit_map.npz")
@@ -292,13 +292,13 @@ def test_position_grid_that_cannot_be_inferred(google_npz):
 def test_abstract_model_with_a_head_to_keep():
     with (
         pytest.warns(UserWarning, match="freshly initialised"),
-        pytest.raises(ValueError, match=r"model is abstract .* head\.weight"),
+        pytest.raises(ValueError, match=r"`model` must be concrete .* head\.weight.* Received: an abstract model"),
     ):
         load_weights(abstract(ViT, **{**VIT, "num_classes": 3}), FIXTURES / "google_vit.npz")
 
 
 def test_unsupported_files_and_models(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"`path` \(=.*missing\.npz'\) is not a file"):
+    with pytest.raises(FileNotFoundError, match=r"`path` must be an existing checkpoint file. Received: .*missing\.npz'\."):
         load_weights(abstract(ViT, **VIT), tmp_path / "missing.npz")
     (tmp_path / "weights.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"must be a Google `\.npz` or a timm/transformers"):
@@ -339,3 +339,73 @@ def test_transformers_names_in_memory_layout(tmp_path):
     reference = load_weights(abstract(ViT, **VIT), FIXTURES / "hf_vit" / "model.safetensors")
     renamed = load_weights(abstract(ViT, **VIT), tmp_path / "renamed.safetensors")
     assert eqx.tree_equal(eqx.filter(reference, eqx.is_array), eqx.filter(renamed, eqx.is_array))
+
+
+@pytest.mark.parametrize("name", ["google_vit.npz", "timm_vit.safetensors"])
+@pytest.mark.parametrize("keep", [0, 10, 0.5, -5], ids=["empty", "10_bytes", "half", "all_but_5"])
+def test_truncated_files_are_refused_naming_the_path(tmp_path, name, keep):
+    data = (FIXTURES / name).read_bytes()
+    size = int(len(data) * keep) if isinstance(keep, float) else keep % len(data)
+    path = tmp_path / name
+    path.write_bytes(data[:size])
+    kind = r"\.npz` archive" if name.endswith(".npz") else r"\.safetensors` file"
+    match = rf"`path` must be a complete `{kind}.* Received: '.*{name}' \({size} bytes\), which cannot be read"
+    with pytest.raises(ValueError, match=match):
+        load_weights(abstract(ViT, **VIT), path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused_unless_allowed(google_npz, bad):
+    def edit(arrays):
+        for key in ("Transformer/encoderblock_1/MlpBlock_3/Dense_0/kernel", "head/bias"):
+            arrays[key] = arrays[key].copy()
+            arrays[key].flat[:2] = bad
+
+    path = google_npz(edit)
+    counts = "2 NaN and 0 infinite" if np.isnan(bad) else "0 NaN and 2 infinite"
+    match = (
+        rf"Checkpoint '.*edited\.npz' must hold finite weights \(pass `allow_nonfinite=True` "
+        rf"to load it anyway\). Received: {counts} value\(s\) of 512 in "
+        r"`encoder\.blocks\[1\]\.mlp\.dense1\.weight` \(checkpoint key "
+        r"'Transformer/encoderblock_1/MlpBlock_3/Dense_0/kernel'\), the first such parameter; "
+        r"1 more parameter\(s\) have some\."
+    )
+    with pytest.raises(ValueError, match=match):
+        load_weights(abstract(ViT, **VIT), path)
+    loaded = load_weights(abstract(ViT, **VIT), path, allow_nonfinite=True)
+    assert not np.isfinite(loaded.head.bias).all()
+
+
+class _CreatesAFile:
+    """Unpickling this calls `open(path, "w")`: a stand-in for arbitrary code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_loading_executes_nothing_from_the_file(tmp_path):
+    marker = tmp_path / "created_by_unpickling"
+    arrays = dict(np.load(FIXTURES / "google_vit.npz"))
+    evil = np.empty(1, object)
+    evil[0] = _CreatesAFile(marker)
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{**arrays, "head/bias": evil})
+    match = (
+        r"`path` must hold numeric arrays only. Received: '.*evil\.npz', where its entry "
+        r"'head/bias' is an object array: reading it would unpickle Python objects, which can "
+        r"execute code from the file, so it is refused\."
+    )
+    with pytest.raises(ValueError, match=match):
+        load_weights(abstract(ViT, **VIT), path)
+    assert not marker.exists()
+    # A whole file that is a pickle, named like an archive, is refused too.
+    import pickle
+
+    pickled = tmp_path / "pickled.npz"
+    pickled.write_bytes(pickle.dumps({"head/bias": _CreatesAFile(marker)}))
+    with pytest.raises(ValueError, match=r"where the file is a pickle: reading it would unpickle"):
+        load_weights(abstract(ViT, **VIT), pickled)
+    assert not marker.exists()

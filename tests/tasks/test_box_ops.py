@@ -158,3 +158,27 @@ def test_giou_gradient_pulls_disjoint_boxes_together():
 def test_wrong_last_axis_is_a_jaxtyping_error():
     with pytest.raises(jaxtyping.TypeCheckError, match="batch n 4"):
         box_iou(jnp.zeros((3, 5)), jnp.zeros((3, 4)))
+
+
+@pytest.mark.parametrize(
+    "box",
+    [[0.5, 0.5, 0.5, 0.5], [0.1, 0.3, 0.9, 0.3], [0.2, 0.2, 0.2 + 1e-5, 0.2 + 1e-5]],
+    ids=["point", "segment", "tiny box"],
+)
+def test_identical_boxes_have_iou_and_giou_one_whatever_their_area(box):
+    # The limit of I / U for two identical boxes shrinking to nothing is 1; the
+    # enclosing box is the union, so the GIoU penalty is 0. (It used to be -1, the
+    # worst value: DETR's loss 1 - GIoU was 2 for a perfect degenerate prediction.)
+    boxes = jnp.array([box])
+    values, grads = _loss_grads(boxes, boxes)
+    np.testing.assert_array_equal(values, [[1.0]])
+    np.testing.assert_array_equal(_iou(boxes, boxes)[0], [[1.0]])
+    assert all(np.isfinite(g).all() for g in grads)
+
+
+def test_degenerate_pairs_that_differ_keep_their_limits():
+    point, other_point = jnp.array([[0.2, 0.2, 0.2, 0.2]]), jnp.array([[0.6, 0.6, 0.6, 0.6]])
+    # Disjoint points: IoU 0, and their enclosing box is all penalty.
+    np.testing.assert_allclose(_giou(point, other_point), [[-1.0]])
+    # A point inside a box: no overlapping area (IoU 0), enclosing box = union (GIoU 0).
+    np.testing.assert_allclose(_giou(point, jnp.array([[0.0, 0.0, 1.0, 1.0]])), [[0.0]], atol=1e-6)

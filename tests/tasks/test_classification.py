@@ -184,24 +184,79 @@ def test_low_precision_logits_give_float32_loss():
 
 @pytest.mark.parametrize("label_smoothing", [-0.1, 1.0])
 def test_bad_label_smoothing(label_smoothing):
-    with pytest.raises(ValueError, match=rf"`label_smoothing` \(={label_smoothing}\)"):
+    with pytest.raises(ValueError, match=rf"`label_smoothing` must be a number in \[0, 1\). Received: {label_smoothing}."):
         ClassificationTask(label_smoothing=label_smoothing)
 
 
 def test_bad_label_shape():
     task = ClassificationTask()
-    match = r'`batch\["label"\]` has shape \(3, 4\); expected integer labels .* \(3,\)'
+    match = r'`batch\["label"\]` must be integer labels of shape \(3,\) .* Received: shape \(3, 4\)\.'
     with pytest.raises(ValueError, match=match):
         task.loss(LOGITS, _batch(jnp.zeros((3, 4))))
-    with pytest.raises(ValueError, match=r'`batch\["label"\]` has shape \(2,\)'):
+    with pytest.raises(ValueError, match=r'`batch\["label"\]` must be .* Received: shape \(2,\)\.'):
         jax.jit(task.metrics)(LOGITS, _batch(jnp.array([0, 1])))
 
 
 def test_float_labels_of_rank_one():
-    with pytest.raises(ValueError, match=r"integer class indices, got dtype float32"):
+    with pytest.raises(ValueError, match=r"integer class indices. Received: dtype float32."):
         ClassificationTask().loss(LOGITS, _batch(jnp.array([1.0, 0.0, 0.0])))
 
 
 def test_bad_mask_shape():
-    with pytest.raises(ValueError, match=r'`batch\["batch_mask"\]` has shape \(3, 1\)'):
+    with pytest.raises(ValueError, match=r'`batch\["batch_mask"\]` must have shape \(3,\), .* Received: shape \(3, 1\)\.'):
         ClassificationTask().loss(LOGITS, _batch(batch_mask=jnp.ones((3, 1))))
+
+
+_grad_only = jax.jit(lambda task, o, b: jax.grad(task.loss)(o, b))
+
+
+@pytest.mark.parametrize(
+    "label, received",
+    [
+        # 1-based labels for 3 classes: one-hot of 3 is all zeros, a loss of 0.
+        ([2, 3, 1], r"Received: 1 value\(s\) outside it, from 3 to 3; the counted labels span \[1, 3\]\."),
+        ([-1, 0, 5], r"Received: 2 value\(s\) outside it, from -1 to 5; the counted labels span \[-1, 5\]\."),
+    ],
+)
+def test_labels_outside_the_classes_raise_with_their_range(label, received):
+    task, batch = ClassificationTask(), _batch(jnp.array(label))
+    match = (
+        r'`batch\["label"\]` must hold class indices in \[0, 3\) \(`num_classes` = 3, the '
+        r"logits' last axis\). " + received
+    )
+    with pytest.raises(ValueError, match=match):
+        task.loss(LOGITS, batch)
+    with pytest.raises(ValueError, match=match):
+        task.metrics(LOGITS, batch)
+    # Traced inside jit: raised by the step, also when only the gradient is used.
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(_loss_and_metrics(task, LOGITS, batch))
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(_grad_only(task, LOGITS, batch))
+
+
+def test_padding_examples_may_hold_any_label():
+    task = ClassificationTask()
+    batch = _batch(jnp.array([1, 0, 7]), batch_mask=jnp.array([1.0, 1.0, 0.0]))
+    loss, metrics = _loss_and_metrics(task, LOGITS, batch)
+    sliced_loss, sliced = _loss_and_metrics(task, LOGITS[:2], _batch(LABELS[:2]))
+    np.testing.assert_allclose(loss, sliced_loss, rtol=1e-6)
+    for name, pair in metrics.items():
+        np.testing.assert_allclose(pair, sliced[name], rtol=1e-6)
+    assert float(task.loss(LOGITS, batch)) == pytest.approx(float(sliced_loss), rel=1e-6)
+
+
+def test_missing_label_names_the_keys_the_batch_has():
+    match = r'`batch` must have a "label" entry, which ClassificationTask reads. Received: a batch with keys \[\'image\', \'inputs\'\]\.'
+    with pytest.raises(ValueError, match=match):
+        ClassificationTask().loss(LOGITS, {"inputs": LOGITS, "image": LOGITS})
+
+
+def test_label_check_under_vmap_raises_only_for_a_bad_member():
+    task = ClassificationTask()
+    losses = jax.jit(jax.vmap(task.loss, in_axes=(None, 0)))
+    good = {"label": jnp.stack([LABELS, jnp.array([2, 2, 0])])}
+    np.testing.assert_allclose(losses(LOGITS, good)[0], LOSS, rtol=1e-6)
+    bad = {"label": jnp.stack([LABELS, jnp.array([2, 3, 0])])}
+    with pytest.raises(Exception, match=r"Received: 1 value\(s\) outside it, from 3 to 3"):
+        jax.block_until_ready(losses(LOGITS, bad))

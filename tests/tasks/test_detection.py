@@ -214,7 +214,11 @@ def test_bad_arguments_are_named():
     # A real box of class 3 with 3 classes is an error; a padded one is not.
     bad = {**label, "labels": label["labels"].copy()}
     bad["labels"][0, 0] = NUM_CLASSES
-    with pytest.raises(Exception, match=r"class of a real box outside \[0, 3\)"):
+    match = (
+        r'`batch\["label"\]\["labels"\]` must hold class indices in \[0, 3\) \(`num_classes` = 3, '
+        r".*\) for real boxes .* Received: 1 value\(s\) outside it, from 3 to 3"
+    )
+    with pytest.raises(Exception, match=match):
         _loss(DetectionTask(), outputs, {"label": bad})
     bad["box_mask"] = label["box_mask"].copy()
     bad["box_mask"][0, 0] = 0.0
@@ -225,3 +229,30 @@ def test_registered_by_name():
     task = create_task("detection", eos_coef=0.2, matcher="greedy")
     assert isinstance(task, DetectionTask) and task.eos_coef == 0.2
     assert isinstance(eqx.filter_jit(lambda t: t)(task), DetectionTask)
+
+
+@pytest.mark.parametrize("max_boxes", [0, 3], ids=["no_box_slots", "all_padded"])
+@pytest.mark.parametrize("matcher", ["hungarian", "hungarian_jax", "greedy", "sinkhorn"])
+def test_images_without_targets_learn_no_object_everywhere(matcher, max_boxes):
+    outputs, _ = _random_batch(np.random.default_rng(7), 2)
+    label = {
+        "boxes": np.full((2, max_boxes, 4), 0.5, np.float32),
+        "labels": np.zeros((2, max_boxes), np.int32),
+        "box_mask": np.zeros((2, max_boxes), np.float32),
+    }
+    task = DetectionTask(matcher=matcher)
+    loss, grads = jax.jit(jax.value_and_grad(lambda o: task.loss(o, {"label": label})))(outputs)
+    # Every query is "no object", all weighted eos_coef: the class loss is the mean
+    # cross-entropy against the last class; the box losses are 0.
+    expected = 0.0
+    for logits in [outputs["pred_logits"], *np.moveaxis(outputs["aux_pred_logits"], 1, 0)]:
+        expected += -np.mean(jax.nn.log_softmax(logits, axis=-1)[..., -1])
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+    metrics = _metrics(task, outputs, {"label": label})
+    assert np.isfinite(metrics["loss_class"][0]) and float(metrics["loss_bbox"][1]) == 0.0
+    # Summarised as the loss is computed: no box, no box loss (not 0/0).
+    results = task.summarize(jax.device_get(metrics))
+    assert results["loss_bbox"] == results["loss_giou"] == 0.0
+    no_object = -np.mean(jax.nn.log_softmax(outputs["pred_logits"])[..., -1])
+    assert results["loss"] == pytest.approx(float(no_object), rel=1e-5)

@@ -178,24 +178,40 @@ def test_registered():
 
 @pytest.mark.parametrize("label_smoothing", [-0.1, 1.0])
 def test_bad_label_smoothing(label_smoothing):
-    with pytest.raises(ValueError, match=rf"`label_smoothing` \(={label_smoothing}\)"):
+    with pytest.raises(ValueError, match=rf"`label_smoothing` must be a number in \[0, 1\). Received: {label_smoothing}."):
         EncoderDecoderTask(label_smoothing=label_smoothing)
 
 
 def test_bad_label_shape():
     task = EncoderDecoderTask()
-    match = r'`batch\["label"\]` has shape \(2, 2\), expected \(2, 3\) .* \(2, 3, 3\)'
+    match = r'`batch\["label"\]` must have shape \(2, 3\), .* \(2, 3, 3\). Received: shape \(2, 2\)\.'
     with pytest.raises(ValueError, match=match):
         task.loss(LOGITS, _batch(LABELS[:, :2]))
-    with pytest.raises(ValueError, match=r'`batch\["label"\]` has shape \(2,\)'):
+    with pytest.raises(ValueError, match=r'Received: shape \(2,\)\.'):
         jax.jit(task.metrics)(LOGITS, _batch(LABELS[:, 0]))
 
 
 def test_float_labels():
-    with pytest.raises(ValueError, match=r"integer token ids, got dtype float32"):
+    with pytest.raises(ValueError, match=r"integer token ids. Received: dtype float32."):
         EncoderDecoderTask().loss(LOGITS, _batch(LABELS.astype(jnp.float32)))
 
 
 def test_bad_mask_shape():
-    with pytest.raises(ValueError, match=r'`batch\["batch_mask"\]` has shape \(2, 1\)'):
+    with pytest.raises(ValueError, match=r'`batch\["batch_mask"\]` must have shape \(2,\), .* Received: shape \(2, 1\)\.'):
         EncoderDecoderTask().loss(LOGITS, _batch(batch_mask=jnp.ones((2, 1))))
+
+
+def test_token_ids_outside_the_vocabulary_raise_padding_may_hold_anything():
+    task = EncoderDecoderTask()
+    labels = LABELS.at[1, 2].set(3)  # vocabulary of 3
+    match = (
+        r'`batch\["label"\]` must hold token ids in \[0, 3\) \(`num_classes` = 3, .*\) or '
+        r"`pad_id`, on real tokens .* Received: 1 value\(s\) outside it, from 3 to 3"
+    )
+    with pytest.raises(ValueError, match=match):
+        task.loss(LOGITS, _batch(labels))
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(_loss_and_metrics(task, LOGITS, _batch(labels)))
+    padded = _batch(labels, batch_mask=jnp.array([1.0, 0.0]))
+    loss, _ = jax.block_until_ready(_loss_and_metrics(task, LOGITS, padded))
+    assert jnp.isfinite(loss)

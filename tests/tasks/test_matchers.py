@@ -284,18 +284,29 @@ def test_empty_side_gives_no_pairs(name, shape):
 
 
 def test_input_errors():
-    with pytest.raises(ValueError, match=r"`cost` must have shape \[batch, n, m\]; got \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"`cost` must have shape \[batch, n, m\]. Received: shape \(3, 4\)."):
         check_inputs(np.zeros((3, 4)), None)
-    with pytest.raises(ValueError, match="`cost` must be a floating-point array; got dtype int"):
+    with pytest.raises(ValueError, match="`cost` must be a floating-point array. Received: dtype int"):
         check_inputs(np.zeros((2, 3, 4), np.int32), None)
     with pytest.raises(
-        ValueError, match=r"`target_mask` must have shape .* \(2, 4\).* got \(2, 3\)"
+        ValueError, match=r"`target_mask` must have shape .* \(2, 4\).* Received: shape \(2, 3\)."
     ):
         check_inputs(np.zeros((2, 3, 4)), np.ones((2, 3), bool))
     # Under the suite's jaxtyping checks, the annotations catch the same mistakes first.
     with pytest.raises(jaxtyping.TypeCheckError, match="batch n m"):
         hungarian_jax_matcher(jnp.zeros((3, 4)))
-    with pytest.raises(ValueError, match="`epsilon` must be positive; got 0.0"):
+    with pytest.raises(ValueError, match="`epsilon` must be positive. Received: 0.0."):
         sinkhorn_matcher(jnp.zeros((1, 2, 2)), epsilon=0.0)
-    with pytest.raises(ValueError, match="`num_iters` must be at least 1; got 0"):
+    with pytest.raises(ValueError, match="`num_iters` must be a positive integer. Received: 0."):
         sinkhorn_matcher(jnp.zeros((1, 2, 2)), num_iters=0)
+
+
+@pytest.mark.parametrize("name", list(MATCHERS))
+def test_images_without_targets_give_a_valid_matching(name):
+    # No target slot at all (`max_boxes` 0): no pairs.
+    indices = JITTED[name](jnp.zeros((3, 4, 0)), jnp.zeros((3, 0), bool))
+    assert indices.shape == (3, 2, 0) and indices.dtype == jnp.int32
+    # Target slots that are all padding: still a matching (distinct predictions).
+    cost = np.random.default_rng(0).normal(size=(3, 4, 2)).astype(np.float32)
+    indices = _check_matching(JITTED[name](jnp.asarray(cost), jnp.zeros((3, 2), bool)), 4, 2)
+    assert indices.shape == (3, 2, 2)

@@ -107,8 +107,24 @@ def test_gradient_literal_and_finite():
 def test_bad_label_shape():
     task = MultiLabelClassificationTask()
     with pytest.raises(
-        ValueError, match=r'`batch\["label"\]` has shape \(3,\); expected .* \(3, 3\)'
+        ValueError, match=r'`batch\["label"\]` must be multi-hot labels of shape \(3, 3\).* Received: shape \(3,\)\.'
     ):
         task.loss(LOGITS, _batch(jnp.array([0, 1, 2])))
-    with pytest.raises(ValueError, match=r'`batch\["label"\]` has shape \(3, 4\)'):
+    with pytest.raises(ValueError, match=r'Received: shape \(3, 4\)\.'):
         jax.jit(task.metrics)(LOGITS, _batch(jnp.zeros((3, 4))))
+
+
+@pytest.mark.parametrize("bad_value", [2.0, -1.0])
+def test_labels_outside_zero_one_raise_padding_may_hold_anything(bad_value):
+    task = MultiLabelClassificationTask()
+    labels = jnp.zeros((3, 3)).at[1, 2].set(bad_value)
+    match = (
+        r'`batch\["label"\]` must hold multi-hot or soft labels in \[0, 1\]. Received: 1 '
+        rf"value\(s\) outside it, from {bad_value:g} to {bad_value:g}"
+    )
+    with pytest.raises(ValueError, match=match):
+        task.loss(LOGITS, _batch(labels))
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(jax.jit(task.metrics)(LOGITS, _batch(labels)))
+    padded = _batch(labels, batch_mask=jnp.array([1.0, 0.0, 1.0]))
+    assert jnp.isfinite(jax.block_until_ready(jax.jit(task.loss)(LOGITS, padded)))

@@ -226,13 +226,14 @@ def test_mean_iou_is_global_whatever_the_eval_batch_size(getkey):
     [
         (
             {"label": LABELS[0]},
-            r'`batch\["label"\]` has shape \(2, 2\) and dtype int32; expected an integer class map of shape \(1, 2, 2\)',
+            r'`batch\["label"\]` must be an integer class map of shape \(1, 2, 2\), .* Received: shape \(2, 2\) and dtype int32\.',
         ),
-        ({"label": LABELS.astype(jnp.float32)}, r"dtype float32; expected an integer class map"),
+        ({"label": LABELS.astype(jnp.float32)}, r"Received: shape \(1, 2, 2\) and dtype float32\."),
         (
             {"label": LABELS, "batch_mask": jnp.ones((1, 2))},
-            r'`batch\["batch_mask"\]` has shape \(1, 2\); expected a per-example mask \(1,\) or a per-pixel mask \(1, 2, 2\)',
+            r'`batch\["batch_mask"\]` must be a per-example mask \(1,\) or a per-pixel mask \(1, 2, 2\), .* Received: shape \(1, 2\)\.',
         ),
+        ({"inputs": LABELS}, r'`batch` must have a "label" entry, which SegmentationTask reads. Received: a batch with keys \[\'inputs\'\]\.'),
     ],
 )
 def test_bad_batch(batch, match):
@@ -243,18 +244,28 @@ def test_bad_batch(batch, match):
 
 
 def test_label_out_of_range_raises():
-    match = r'`batch\["label"\]` holds a class outside \[0, 2\) that is not `ignore_label` \(=255\)'
+    match = (
+        r'`batch\["label"\]` must hold class indices in \[0, 2\) \(`num_classes` = 2, the logits\' '
+        r"last axis\) or `ignore_label` \(=255\), on pixels that count. Received: 1 value\(s\) "
+        r"outside it, from 2 to 2; the counted labels span \[0, 2\]\."
+    )
     batch = {"label": LABELS.at[0, 0, 0].set(2)}
-    with pytest.raises(Exception, match=match):
+    with pytest.raises(ValueError, match=match):
         SegmentationTask().loss(LOGITS, batch)
     with pytest.raises(Exception, match=match):
         jax.block_until_ready(_loss_and_metrics(SegmentationTask(), LOGITS, batch))
+    # A pixel of weight 0 (a padding example, or masked out per pixel) may hold anything.
+    masked = {**batch, "batch_mask": jnp.ones((1, 2, 2)).at[0, 0, 0].set(0.0)}
+    loss, _ = jax.block_until_ready(_loss_and_metrics(SegmentationTask(), LOGITS, masked))
+    assert jnp.isfinite(loss)
+    padding = {**batch, "batch_mask": jnp.zeros((1,))}
+    jax.block_until_ready(_loss_and_metrics(SegmentationTask(), LOGITS, padding))
 
 
 def test_class_weights_must_match_the_classes():
     with pytest.raises(
         ValueError,
-        match=r"`class_weights` has 3 entries \(=\(1.0, 1.0, 1.0\)\); the logits have 2 classes",
+        match=r"`class_weights` must have one entry per class of the logits \(2\). Received: 3 entries \(=\(1.0, 1.0, 1.0\)\).",
     ):
         SegmentationTask(class_weights=(1, 1, 1)).loss(LOGITS, {"label": LABELS})
 
@@ -264,14 +275,14 @@ def test_class_weights_must_match_the_classes():
     [
         (
             {"class_weights": (1.0, -1.0)},
-            r"`class_weights` \(=\(1.0, -1.0\)\) must be finite non-negative",
+            r"`class_weights` must be finite non-negative .* Received: \(1.0, -1.0\).",
         ),
         (
             {"class_weights": (0.0, 0.0)},
-            r"`class_weights` \(=\(0.0, 0.0\)\) must be .* not all zero",
+            r"`class_weights` must be .* not all zero. Received: \(0.0, 0.0\).",
         ),
-        ({"class_weights": (1.0, math.inf)}, r"`class_weights` \(=\(1.0, inf\)\) must be finite"),
-        ({"class_weights": ()}, r"`class_weights` \(=\(\)\) must be"),
+        ({"class_weights": (1.0, math.inf)}, r"`class_weights` must be finite .* Received: \(1.0, inf\)."),
+        ({"class_weights": ()}, r"`class_weights` must be .* Received: \(\)."),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -280,5 +291,5 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_ignore_label_must_be_an_integer():
-    with pytest.raises(TypeError, match=r"`ignore_label` \(=True\) must be an integer"):
+    with pytest.raises(TypeError, match=r"`ignore_label` must be an integer. Received: True."):
         SegmentationTask(ignore_label=True)

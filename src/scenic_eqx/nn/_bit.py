@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._group_norm import GroupNorm
+from ._input_checks import check_image
 from ._remat import check_remat_policy, remat_call
 from ._weight_standardized_conv import StdConv2d
 
@@ -173,6 +174,7 @@ class BiTResNet(eqx.Module):
     def features(self, x: Float[Array, "height width channels"]) -> dict[str, Array]:
         """Named intermediates: `stem`, `stage_1`..`stage_4` (channels-last maps; the last
         before the final norm) and the pooled `pre_logits` vector."""
+        check_image(x, model="BiTResNet", in_channels=self.stem.conv.weight.shape[1])
         h = self.stem(jnp.moveaxis(x, -1, 0))  # Equinox layers are channels-first.
         out = {"stem": jnp.moveaxis(h, 0, -1)}
         for i, stage in enumerate(self.stages, 1):

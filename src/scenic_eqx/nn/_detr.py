@@ -33,6 +33,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._decoder import Decoder
 from ._encoder import EncoderBlock
+from ._input_checks import check_image
 from ._layer_norm import LayerNorm
 from ._position_embedding import posemb_sincos_2d
 from ._resnet import ResNet
@@ -187,6 +188,7 @@ class DETR(eqx.Module):
         Returns:
             `(outputs, state)`; `outputs` as in the module docstring.
         """
+        check_image(x, model="DETR", in_channels=self.backbone.stem.conv.weight.shape[1])
         encoder_key, decoder_key = (None, None) if key is None else jax.random.split(key)
         memory, pos, valid, state = self.memory(x, state, key=encoder_key)
         queries = self.query_embedding.astype(memory.dtype)

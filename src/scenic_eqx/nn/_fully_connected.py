@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._input_checks import check_flat_input
+
 
 class FullyConnected(eqx.Module):
     """Flattens an image and applies `Linear -> ReLU` layers, then a linear head.
@@ -45,6 +47,8 @@ class FullyConnected(eqx.Module):
     ) -> Float[Array, " num_classes"]:
         """Logits of one example; `key` is unused (the model has no randomness)."""
         del key
+        first = self.hidden[0] if self.hidden else self.head
+        check_flat_input(x, model="FullyConnected", num_values=first.in_features)
         h = jnp.ravel(x)
         for layer in self.hidden:
             h = jax.nn.relu(layer(h))

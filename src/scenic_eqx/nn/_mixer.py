@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._input_checks import check_image
 from ._layer_norm import LayerNorm
 from ._mlp_block import MlpBlock
 from ._patch_embedding import PatchEmbedding, _pair
@@ -169,11 +170,9 @@ class MlpMixer(eqx.Module):
         self, x: Float[Array, "height width channels"], *, key: PRNGKeyArray | None = None
     ) -> dict[str, Array]:
         """Named intermediates: `stem`, `encoder_out`, `pre_logits` and `logits`."""
-        if x.shape[:2] != self.image_size:
-            raise ValueError(
-                f"input size (={x.shape[0]}x{x.shape[1]}) must equal `image_size` "
-                f"(={self.image_size[0]}x{self.image_size[1]})"
-            )
+        check_image(
+            x, model="MlpMixer", in_channels=self.stem.weight.shape[1], image_size=self.image_size
+        )
         keys = [None] * len(self.blocks) if key is None else jax.random.split(key, len(self.blocks))
         out = {"stem": self.stem(x)}
         h = out["stem"]

@@ -5,12 +5,16 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._input_checks import check_image
+
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     """`value` as a `(height, width)` pair of positive ints."""
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f"`{name}` (={value!r}) must be a positive int or a pair of them")
+        raise ValueError(
+            f"`{name}` must be a positive int or a pair of them. Received: {value!r}."
+        )
     return pair
 
 
@@ -53,12 +57,13 @@ class PatchEmbedding(eqx.Module):
         self, x: Float[Array, "height width channels"]
     ) -> Float[Array, "tokens dim"]:
         """Tokens of the patches in row-major order: `height/ph * width/pw` of them."""
+        check_image(x, model="PatchEmbedding", in_channels=self.weight.shape[1])
         height, width, channels = x.shape
         ph, pw = self.patch_size
         if height % ph or width % pw:
             raise ValueError(
-                f"image size (={height}x{width}) must be divisible by `patch_size` "
-                f"(={ph}x{pw})"
+                f"The image size must be divisible by `patch_size` (={ph}x{pw}). "
+                f"Received: {height}x{width}."
             )
         patches = x.reshape(height // ph, ph, width // pw, pw, channels)
         tokens = jnp.einsum("aibjc,dcij->abd", patches, self.weight.astype(x.dtype))

@@ -6,6 +6,7 @@ overrides replace any of them. The defaults themselves live in the constructors.
 
 import difflib
 import inspect
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -68,19 +69,28 @@ def create(
         The model, an `eqx.Module` acting on one example. A model with BatchNorm holds
         its initial state: `eqx.nn.State(model)` builds it (`loops.fit` does so).
     """
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.5)
+    if not isinstance(name, str) or name not in _MODELS:
+        close = difflib.get_close_matches(str(name), _MODELS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
-            f"Unknown model `name` (={name!r}).{hint} Known models: {', '.join(list_models())}."
+            f"Unknown model `name`.{hint} Known models: {', '.join(list_models())}. "
+            f"Received: {name!r}."
         )
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 1
+    ):
+        raise ValueError(f"`num_classes` must be a positive integer. Received: {num_classes!r}.")
     constructor, variant = _MODELS[name]
     accepted = inspect.signature(constructor).parameters
+    valid = [a for a in accepted if a not in ("self", "num_classes", "key")]
     for argument in overrides:
-        if argument not in accepted or argument in ("num_classes", "key"):
-            valid = [a for a in accepted if a not in ("self", "num_classes", "key")]
+        if argument not in valid:
+            close = difflib.get_close_matches(argument, valid, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"`{name}` has no argument {argument!r}. Valid arguments: {', '.join(valid)}."
+                f"`{name}` takes the arguments: {', '.join(valid)}.{hint} Received: unknown "
+                f"argument {argument!r}."
             )
     model = constructor(num_classes=num_classes, **{**variant, **overrides}, key=key)
     if weights is not None:

@@ -43,6 +43,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._batch_norm import BatchNorm
 from ._conv_init import he_conv2d as _conv
+from ._input_checks import check_image
 from ._remat import check_remat_policy, remat_call
 
 _State = eqx.nn.State
@@ -260,6 +261,7 @@ class ResNet(eqx.Module):
     ) -> tuple[dict[str, Array], _State]:
         """Named intermediates (`stem`, `stage_1`..`stage_4` channels-last maps and the
         pooled `pre_logits` vector) and the updated state."""
+        check_image(x, model="ResNet", in_channels=self.stem.conv.weight.shape[1])
         h = jnp.moveaxis(x, -1, 0)  # Equinox convolutions are channels-first.
         h, state = self.stem(h, state)
         out = {"stem": jnp.moveaxis(h, 0, -1)}

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._input_checks import check_image
+
 
 class SimpleCNN(eqx.Module):
     """`Conv -> ReLU` layers, global average pooling, then a linear head.
@@ -43,6 +45,8 @@ class SimpleCNN(eqx.Module):
         self, x: Float[Array, "height width channels"]
     ) -> dict[str, Array]:
         """Named intermediates: each conv block's map (channels last) and the pooled vector."""
+        in_channels = self.convs[0].weight.shape[1] if self.convs else self.head.in_features
+        check_image(x, model="SimpleCNN", in_channels=in_channels)
         h = jnp.moveaxis(x, -1, 0)  # Equinox convolutions are channels-first.
         out = {}
         for i, conv in enumerate(self.convs):

@@ -5,12 +5,16 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._input_checks import check_input
+
 
 def _triple(value: int | tuple[int, int, int], name: str) -> tuple[int, int, int]:
     """`value` as a `(time, height, width)` triple of positive ints."""
     triple = (value, value, value) if isinstance(value, int) else tuple(value)
     if len(triple) != 3 or not all(isinstance(v, int) and v > 0 for v in triple):
-        raise ValueError(f"`{name}` (={value!r}) must be a positive int or a triple of them")
+        raise ValueError(
+            f"`{name}` must be a positive int or a triple of them. Received: {value!r}."
+        )
     return triple
 
 
@@ -54,8 +58,8 @@ class TubeletEmbedding(eqx.Module):
         pt, ph, pw = self.tubelet_size
         if time % pt or height % ph or width % pw:
             raise ValueError(
-                f"video size (={time}x{height}x{width}) must be divisible by `tubelet_size` "
-                f"(={pt}x{ph}x{pw})"
+                f"The video size must be divisible by `tubelet_size` (={pt}x{ph}x{pw}). "
+                f"Received: {time}x{height}x{width}."
             )
         return time // pt, height // ph, width // pw
 
@@ -63,6 +67,10 @@ class TubeletEmbedding(eqx.Module):
         self, x: Float[Array, "time height width channels"]
     ) -> Float[Array, "tokens dim"]:
         """Tokens of the tubes, time-major then row-major: `nt * nh * nw` of them."""
+        check_input(
+            x, ("time", "height", "width", "channels"), model="TubeletEmbedding",
+            sizes={"channels": (f"`in_channels` (={self.weight.shape[1]})", self.weight.shape[1])},
+        )
         nt, nh, nw = self.grid(*x.shape[:3])
         pt, ph, pw = self.tubelet_size
         tubes = x.reshape(nt, pt, nh, ph, nw, pw, x.shape[3])

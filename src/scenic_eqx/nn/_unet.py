@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._conv_init import he_conv2d
 from ._group_norm import GroupNorm
+from ._input_checks import check_image
 
 
 class DoubleConv(eqx.Module):
@@ -113,11 +114,12 @@ class UNet(eqx.Module):
     ) -> Float[Array, "height width num_classes"]:
         """Per-pixel logits of one image; `key` is unused (the model has no randomness)."""
         del key
+        check_image(x, model="UNet", in_channels=self.encoder[0].conv1.weight.shape[1])
         factor = 2 ** (len(self.encoder) - 1)
         if x.shape[0] % factor or x.shape[1] % factor:
             raise ValueError(
-                f"height and width of `x` (={x.shape[0]}x{x.shape[1]}) must be divisible by "
-                f"2**(num_levels - 1) (={factor})."
+                f"The height and width of `x` must be divisible by 2**(num_levels - 1) "
+                f"(={factor}). Received: {x.shape[0]}x{x.shape[1]}."
             )
         h = jnp.moveaxis(x, -1, 0)  # Equinox convolutions are channels-first.
         skips = []

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._encoder import Encoder
+from ._input_checks import check_image
 from ._map_head import MAPHead
 from ._patch_embedding import PatchEmbedding, _pair
 from ._position_embedding import LearnedPositionEmbedding, SinCos2DPositionEmbedding
@@ -192,11 +193,9 @@ class ViT(eqx.Module):
             final norm, class token first if any), `pre_logits` (the pooled vector after
             `pre_logits`, if any) and `logits`.
         """
-        if x.shape[:2] != self.image_size:
-            raise ValueError(
-                f"input size (={x.shape[0]}x{x.shape[1]}) must equal `image_size` "
-                f"(={self.image_size[0]}x{self.image_size[1]})"
-            )
+        check_image(
+            x, model="ViT", in_channels=self.embedding.weight.shape[1], image_size=self.image_size
+        )
         k_dropout, k_encoder = (None, None) if key is None else jax.random.split(key)
         out = {"stem": self.embedding(x)}
         h = out["stem"]

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._encoder import Encoder
+from ._input_checks import check_image
 from ._patch_embedding import _pair
 from ._position_embedding import LearnedPositionEmbedding
 from ._remat import check_remat_policy
@@ -162,11 +163,10 @@ class ViViT(eqx.Module):
             (tokens after the final norm: all of them for Model 1, the temporal ones for
             Model 2), `pre_logits` (the pooled vector) and `logits`.
         """
-        if x.shape[:3] != self.input_size:
-            raise ValueError(
-                f"input size (={'x'.join(map(str, x.shape[:3]))}) must equal "
-                f"`num_frames` x `image_size` (={'x'.join(map(str, self.input_size))})"
-            )
+        check_image(
+            x, model="ViViT", in_channels=self.embedding.weight.shape[1],
+            image_size=self.input_size[1:], num_frames=self.input_size[0],
+        )
         keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
         out = {"stem": self.embedding(x)}
         if self.temporal_encoder is None:
@@ -202,12 +202,13 @@ class ViViT(eqx.Module):
         `get_dataset("video_tfrecord", num_test_clips=..., num_test_crops=...)`) averages
         the logits of the views; `key` drives dropout and stochastic depth in training.
         """
-        if x.ndim == 4:
+        if getattr(x, "ndim", None) == 4:
             return self.features(x, key=key)["logits"]
-        if x.ndim != 5:
+        if getattr(x, "ndim", None) != 5:
             raise ValueError(
-                f"input must be one clip [time, height, width, channels] or its views "
-                f"[views, time, height, width, channels]; got shape {x.shape}"
+                "`x` (the input of ViViT) must be one clip (time, height, width, channels) or "
+                "its views (views, time, height, width, channels). Received: "
+                f"{f'shape {tuple(x.shape)}' if hasattr(x, 'shape') else type(x).__name__}."
             )
         keys = None if key is None else jax.random.split(key, x.shape[0])
         logits = jax.vmap(lambda v, k: self.features(v, key=k)["logits"])(x, keys)

@@ -30,7 +30,13 @@ from ._weights_rules import Rule, apply_rules
 _Converted = dict[str, tuple[np.ndarray, str]]
 
 
-def load_weights(model: eqx.Module, path: str | os.PathLike, *, strict: bool = True) -> Any:
+def load_weights(
+    model: eqx.Module,
+    path: str | os.PathLike,
+    *,
+    strict: bool = True,
+    allow_nonfinite: bool = False,
+) -> Any:
     """Loads a published checkpoint into `model`, matching parameters by name.
 
     Formats, told apart by the file's extension and key names:
@@ -68,23 +74,32 @@ def load_weights(model: eqx.Module, path: str | os.PathLike, *, strict: bool = T
             array of the file with no place in the model, is an error; if `False`, a
             warning (missing parameters keep their initial values, extra arrays are
             ignored). A shape mismatch is always an error.
+        allow_nonfinite: load NaN or infinite weights; by default they are refused (a
+            diverged or corrupted checkpoint would otherwise give NaN logits silently).
 
     Returns:
         The model with the checkpoint's weights (and numerics).
 
+    Loading executes nothing from the file: `.npz` files are read without unpickling
+    (an object array is refused) and `.safetensors` hold raw arrays only.
+
     Raises:
-        ValueError: on an unsupported file or model, missing or unexpected parameters
-            (with `strict=True`) or a shape mismatch; the message names each one.
+        FileNotFoundError: `path` is not a file.
+        ValueError: on an unsupported, truncated or corrupted file, an unsupported
+            model, missing or unexpected parameters (with `strict=True`), a shape
+            mismatch or non-finite weights; the message names the path and each one.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"`path` (={path!r}) is not a file")
+        raise FileNotFoundError(f"`path` must be an existing checkpoint file. Received: {path!r}.")
     converted, unmatched, origins, numerics, description = _convert(model, path)
     if numerics is not None:
         model = _set_numerics(model, *numerics)
     if isinstance(model, ViT):
         converted = _fit_vit(model, converted, path)
-    return _assign(model, converted, unmatched, origins, path, description, strict)
+    return _assign(
+        model, converted, unmatched, origins, path, description, strict, allow_nonfinite
+    )
 
 
 def _convert(model: eqx.Module, path: str):
@@ -122,8 +137,8 @@ def _convert(model: eqx.Module, path: str):
             rules = torch_formats.HF_RESNET_RULES
     else:
         raise ValueError(
-            f"`path` (={path!r}) must be a Google `.npz` or a timm/transformers "
-            "`.safetensors` checkpoint"
+            "`path` must be a Google `.npz` or a timm/transformers `.safetensors` checkpoint. "
+            f"Received: {path!r}."
         )
     if isinstance(model, ResNet):
         numerics = None  # Nothing to set: BatchNorm eps 1e-5 is torch's default too.
@@ -131,7 +146,7 @@ def _convert(model: eqx.Module, path: str):
         raise ValueError(
             f"Cannot load a {description} checkpoint into a {kind}: supported are ViT and "
             "MlpMixer from Google .npz, ViT, MlpMixer and ResNet from timm .safetensors, "
-            "ViT and ResNet from transformers .safetensors"
+            f"ViT and ResNet from transformers .safetensors. Received: a {kind} and {path!r}."
         )
     converted, unmatched = apply_rules(arrays, rules)
     return converted, unmatched, origins, numerics, description
@@ -202,8 +217,9 @@ def _stack_blocks(converted: _Converted, num_layers: int, path: str) -> _Convert
     found = sorted({i for layers in per_block.values() for i in layers})
     if per_block and found != list(range(num_layers)):
         raise ValueError(
-            f"Checkpoint {path!r} has {len(found)} encoder blocks ({found[0]}..{found[-1]}) "
-            f"but the model has `num_layers`={num_layers}"
+            f"The model's `num_layers` (={num_layers}) must be the checkpoint's number of "
+            f"encoder blocks. Received: {path!r}, which has {len(found)} encoder blocks "
+            f"({found[0]}..{found[-1]})."
         )
     for rest, layers in per_block.items():
         if len(layers) == num_layers:  # An incomplete stack is reported as missing.
@@ -230,15 +246,15 @@ def _listing(names: list[str]) -> str:
     return shown + (f", ... ({len(names) - 12} more)" if len(names) > 12 else "")
 
 
-def _assign(model, converted, unmatched, origins, path, description, strict):
+def _assign(model, converted, unmatched, origins, path, description, strict, allow_nonfinite):
     """Replaces the model's arrays by name, after checking names and shapes."""
     is_index = lambda x: isinstance(x, eqx.nn.StateIndex)
     for index in jax.tree_util.tree_leaves(model, is_leaf=is_index):
         if is_index(index) and not jax.tree_util.tree_leaves(index.init):
             raise ValueError(
-                "The model's initial state was removed (by `eqx.nn.make_with_state`?): "
-                "build the model directly, load the weights, then take "
-                "`state = eqx.nn.State(model)`"
+                "`model` must hold its initial state (build it directly, load the weights, "
+                "then take `state = eqx.nn.State(model)`). Received: a model whose initial "
+                "state was removed (by `eqx.nn.make_with_state`?)."
             )
     flat, treedef = jax.tree_util.tree_flatten_with_path(model)
     names = [_path_name(p) for p, _ in flat]
@@ -276,10 +292,10 @@ def _assign(model, converted, unmatched, origins, path, description, strict):
         problems.append(f"checkpoint keys the model has no place for: {_listing(unexpected)}")
     if problems and strict:
         raise ValueError(
-            f"Checkpoint {path!r} ({description}) does not match the {type(model).__name__}: "
-            + "; ".join(problems)
-            + ". Check the model's architecture arguments, or pass `strict=False` to keep "
-            "missing parameters' initial values and ignore extra arrays."
+            f"Checkpoint {path!r} ({description}) must match the {type(model).__name__}'s "
+            "parameters by name: check the model's architecture arguments, or pass "
+            "`strict=False` to keep missing parameters' initial values and ignore extra "
+            "arrays. Received: " + "; ".join(problems) + "."
         )
     for problem in problems:
         warnings.warn(f"Checkpoint {path!r}: {problem}.", stacklevel=3)
@@ -292,9 +308,11 @@ def _assign(model, converted, unmatched, origins, path, description, strict):
     ]
     if mismatched:
         raise ValueError(
-            f"Shape mismatch loading {path!r} into the {type(model).__name__}: "
-            + "; ".join(mismatched)
+            f"Checkpoint {path!r} must have the shapes of the {type(model).__name__}'s "
+            "parameters. Received: " + "; ".join(mismatched) + "."
         )
+    if not allow_nonfinite:
+        _check_finite([(n, *converted[n]) for n in params if n in converted], path, origin)
     leaves = [
         jnp.asarray(converted[n][0], dtype=leaf.dtype) if n in params and n in converted else leaf
         for n, (_, leaf) in zip(names, flat)
@@ -302,11 +320,30 @@ def _assign(model, converted, unmatched, origins, path, description, strict):
     abstract = [n for n, leaf in zip(names, leaves) if isinstance(leaf, jax.ShapeDtypeStruct)]
     if abstract:
         raise ValueError(
-            f"The model is abstract (built with `eqx.filter_eval_shape`) and {path!r} has no "
-            f"values for {_listing(abstract)}: build the model concretely to keep their "
-            "initial values"
+            f"`model` must be concrete to keep the initial values of parameters that {path!r} "
+            f"lacks: {_listing(abstract)}. Received: an abstract model (built with "
+            "`eqx.filter_eval_shape`)."
         )
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _check_finite(arrays: list[tuple[str, np.ndarray, str]], path: str, origin) -> None:
+    """Raises naming the first parameter (in the model's order) with a NaN or an Inf."""
+    bad = [
+        (name, array, key) for name, array, key in arrays
+        if jnp.issubdtype(array.dtype, jnp.inexact) and not np.isfinite(array).all()
+    ]
+    if bad:
+        name, array, key = bad[0]
+        num_nan = int(np.isnan(array).sum())
+        num_inf = int(np.isinf(array).sum())
+        more = f"; {len(bad) - 1} more parameter(s) have some" if len(bad) > 1 else ""
+        raise ValueError(
+            f"Checkpoint {path!r} must hold finite weights (pass `allow_nonfinite=True` to "
+            f"load it anyway). Received: {num_nan} NaN and {num_inf} infinite value(s) of "
+            f"{array.size} in `{name}` (checkpoint key {origin(key)!r}), the first such "
+            f"parameter{more}."
+        )
 
 
 def _is_param(leaf: Any) -> bool:

@@ -23,6 +23,10 @@ value) and `[heads, head_dim, dim]` (out), LayerNorm parameters `scale` and `bia
 Both were trained with Flax's defaults: tanh-approximate GELU and LayerNorm eps 1e-6.
 """
 
+import os
+import zipfile
+import zlib
+
 import numpy as np
 
 from ._weights_rules import (
@@ -110,6 +114,58 @@ def _as_float(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _pickled(path: str, what: str) -> str:
+    return (
+        f"`path` must hold numeric arrays only. Received: {path!r}, where {what}: reading it "
+        "would unpickle Python objects, which can execute code from the file, so it is "
+        "refused. Re-save the weights as numeric arrays."
+    )
+
+
+def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` file, read without unpickling anything.
+
+    `np.load` is called with `allow_pickle=False`: an object array (whose loading would
+    run code chosen by the file's author) is refused, not loaded.
+
+    Raises:
+        ValueError: a file that is not a whole `.npz` archive (truncated, another
+            format) or holds an object array; the message names the path.
+    """
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        if "allow_pickle" in str(error):
+            raise ValueError(_pickled(path, "the file is a pickle")) from None
+        raise ValueError(
+            f"`path` must be a complete `.npz` archive of numeric arrays. Received: {path!r} "
+            f"({os.path.getsize(path)} bytes), which cannot be read: {error}"
+        ) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"`path` must be an `.npz` archive (several named arrays). Received: {path!r}, "
+            "a single `.npy` array."
+        )
+    arrays = {}
+    with npz:
+        for key in npz.files:
+            try:
+                arrays[key] = npz[key]
+            except ValueError as error:
+                if "allow_pickle" not in str(error):
+                    raise ValueError(
+                        f"`path` must be a complete `.npz` archive. Received: {path!r}, whose "
+                        f"array {key!r} cannot be read: {error}"
+                    ) from None
+                raise ValueError(_pickled(path, f"its entry {key!r} is an object array")) from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+                raise ValueError(
+                    f"`path` must be a complete `.npz` archive. Received: {path!r}, whose "
+                    f"array {key!r} cannot be read (truncated or corrupted?): {error}"
+                ) from None
+    return arrays
+
+
 def read_npz(path: str, root: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The parameter arrays of a Google `.npz` checkpoint, blocks unstacked.
 
@@ -124,8 +180,7 @@ def read_npz(path: str, root: str) -> tuple[dict[str, np.ndarray], dict[str, str
         `Transformer/encoderblock_{i}/<name>`; and, for messages, the file's own name
         of each key that differs from it (`"params/.../LayerNorm_0/scale[3]"`).
     """
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {key: _as_float(npz[key]) for key in npz.files}
+    arrays = {key: _as_float(value) for key, value in read_npz_arrays(path).items()}
     prefix = next((p for p in _PREFIXES if p + root in arrays), "")
     arrays = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
     out, origins = {}, {}

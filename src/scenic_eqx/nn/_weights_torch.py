@@ -142,9 +142,17 @@ def read_safetensors(path: str) -> tuple[dict[str, np.ndarray], str]:
     transformers' task models prefix their backbone (`vit.`, `resnet.`); the prefix is
     removed. Files with neither flavour's keys count as timm (and then fail by name).
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    arrays = load_file(path)
+    try:
+        arrays = load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(
+            f"`path` must be a complete `.safetensors` file. Received: {path!r} "
+            f"({os.path.getsize(path)} bytes), which cannot be read (truncated or "
+            f"corrupted?): {error}"
+        ) from None
     for prefix in ("vit.", "resnet."):
         if any(k.startswith(prefix) for k in arrays):
             arrays = {k.removeprefix(prefix): v for k, v in arrays.items()}
@@ -158,8 +166,20 @@ def transformers_config(path: str) -> dict:
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     if not os.path.exists(config_path):
         return {}
-    with open(config_path) as f:
-        return json.load(f)
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"The `config.json` beside {path!r} must be a readable JSON object. Received: "
+            f"{config_path!r}, which cannot be read: {error}"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"The `config.json` beside {path!r} must be a JSON object. Received: "
+            f"{type(config).__name__}."
+        )
+    return config
 
 
 def transformers_vit_numerics(config: dict, path: str) -> tuple[bool, float]:

@@ -11,6 +11,7 @@ from ._coco_evaluator import CocoEvaluator as CocoEvaluator
 from ._detection import DetectionTask as DetectionTask, scored_boxes as scored_boxes
 from ._encoder_decoder import EncoderDecoderTask as EncoderDecoderTask
 from ._evaluator import Evaluator as Evaluator
+from ._label_checks import LabelRangeError as LabelRangeError
 from ._matchers import (
     greedy_matcher as greedy_matcher,
     hungarian_jax_matcher as hungarian_jax_matcher,

@@ -46,7 +46,10 @@ def box_iou(
     """Pairwise intersection over union of two sets of `(x0, y0, x1, y1)` boxes.
 
     Boxes must satisfy `x0 <= x1` and `y0 <= y1`. The union is floored at 1e-7 before
-    dividing, so zero-area boxes give an IoU of 0 with finite gradients.
+    dividing, so zero-area boxes give finite values and gradients. Identical boxes have
+    IoU 1 whatever their area, zero included: the limit of `I / U` as two identical
+    boxes shrink is 1 (`I = U`). Other pairs whose union has no area (distinct points
+    or segments) have IoU 0.
 
     Arguments:
         boxes1: `[..., n, 4]` boxes.
@@ -65,7 +68,10 @@ def box_iou(
     size = jnp.clip(bottom_right - top_left, min=0.0)
     intersection = size[..., 0] * size[..., 1]
     union = area1 + area2 - intersection
-    return intersection / jnp.maximum(union, _AREA_EPS), union
+    iou = intersection / jnp.maximum(union, _AREA_EPS)
+    # Only degenerate identical pairs change: for boxes with area the ratio is 1 already.
+    identical = jnp.all(boxes1[..., :, None, :] == boxes2[..., None, :, :], axis=-1)
+    return jnp.where(identical, jnp.ones_like(iou), iou), union
 
 
 def generalized_box_iou(
@@ -78,7 +84,11 @@ def generalized_box_iou(
     Union"). It lies in `[-1, 1]`, is 1 for identical boxes and keeps decreasing as
     disjoint boxes move apart, so it gives a gradient where IoU is flat at 0 (the DETR
     box loss, Carion et al. 2020). Areas are floored at 1e-7 before dividing, so
-    degenerate boxes give finite values and gradients.
+    degenerate boxes give finite values and gradients. Identical boxes have GIoU 1
+    whatever their area, zero included (IoU 1, and the enclosing box is the union): the
+    limit as two identical boxes shrink to a point, and DETR's loss `1 - GIoU` is 0 for
+    a prediction equal to a degenerate target. When the enclosing box has no area the
+    penalty `(C - U) / C` is taken as 0, its limit for pairs of nested boxes.
 
     Arguments:
         boxes1: `[..., n, 4]` boxes with `x0 <= x1` and `y0 <= y1`.
@@ -91,5 +101,7 @@ def generalized_box_iou(
     top_left = jnp.minimum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
     bottom_right = jnp.maximum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
     size = jnp.clip(bottom_right - top_left, min=0.0)
-    enclosing = jnp.maximum(size[..., 0] * size[..., 1], _AREA_EPS)
-    return iou - (enclosing - union) / enclosing
+    enclosing = size[..., 0] * size[..., 1]
+    # Only the divisor is floored: flooring `C` in the numerator too would make the
+    # penalty 1 (the worst) for two identical zero-area boxes, where `C = U = 0`.
+    return iou - (enclosing - union) / jnp.maximum(enclosing, _AREA_EPS)

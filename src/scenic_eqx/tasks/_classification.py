@@ -3,8 +3,9 @@
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Shaped
+from jaxtyping import Array, Float, PyTree, Shaped
 
+from ._label_checks import check_classes, get_label
 from ._task import AbstractTask, Batch, Metrics
 
 # An all-padding batch has `sum(mask) == 0`; clipping the denominator makes its loss
@@ -27,8 +28,8 @@ def batch_mask(batch: Batch, batch_size: int) -> Float[Array, " batch"]:
     mask = jnp.asarray(batch["batch_mask"])
     if mask.shape != (batch_size,):
         raise ValueError(
-            f'`batch["batch_mask"]` has shape {mask.shape}, expected ({batch_size},) '
-            "to match the leading axis of the outputs"
+            f'`batch["batch_mask"]` must have shape ({batch_size},), one weight per example '
+            f"of the outputs' leading axis. Received: shape {mask.shape}."
         )
     return mask.astype(jnp.float32)
 
@@ -56,16 +57,42 @@ def _targets(
         if not jnp.issubdtype(label.dtype, jnp.integer):
             raise ValueError(
                 f'`batch["label"]` of shape {label.shape} must hold integer class '
-                f"indices, got dtype {label.dtype}"
+                f"indices. Received: dtype {label.dtype}."
             )
         return jax.nn.one_hot(label, num_classes, dtype=jnp.float32)
     if label.shape == (batch_size, num_classes):
         return label.astype(jnp.float32)
     raise ValueError(
-        f'`batch["label"]` has shape {label.shape}; expected integer labels of shape '
-        f"({batch_size},) or one-hot/soft targets of shape {(batch_size, num_classes)} "
-        f"to match logits of shape {logits.shape}"
+        f'`batch["label"]` must be integer labels of shape ({batch_size},) or one-hot/soft '
+        f"targets of shape {(batch_size, num_classes)}, to match logits of shape "
+        f"{logits.shape}. Received: shape {label.shape}."
     )
+
+
+def check_class_indices(results: PyTree, outputs: Array, batch: Batch) -> PyTree:
+    """`results`, once integer labels of real examples are checked to be classes.
+
+    One-hot of an index outside `[0, num_classes)` is all zeros: without this check
+    such a label would give a loss of 0 and train on nothing. One-hot/soft targets and
+    padding examples (`batch_mask` 0) are not checked.
+    """
+    label = jnp.asarray(batch["label"])
+    if label.ndim != 1:
+        return results
+    mask = batch_mask(batch, outputs.shape[0])
+    return check_classes(results, label, mask > 0, outputs.shape[-1])
+
+
+def check_smoothing(label_smoothing: object) -> None:
+    """Raises unless `label_smoothing` is a number in `[0, 1)`."""
+    try:
+        value = float(label_smoothing)
+    except (TypeError, ValueError):
+        value = None
+    if isinstance(label_smoothing, bool) or value is None or not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"`label_smoothing` must be a number in [0, 1). Received: {label_smoothing!r}."
+        )
 
 
 class ClassificationTask(AbstractTask):
@@ -89,10 +116,7 @@ class ClassificationTask(AbstractTask):
     label_smoothing: float = 0.0
 
     def __check_init__(self):
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(
-                f"`label_smoothing` (={self.label_smoothing}) must be in [0, 1)"
-            )
+        check_smoothing(self.label_smoothing)
 
     def per_example_loss(
         self, outputs: Float[Array, "batch num_classes"], batch: Batch
@@ -107,7 +131,7 @@ class ClassificationTask(AbstractTask):
             The float32 loss of every example `[batch]`, padding included.
         """
         logits = outputs.astype(jnp.float32)
-        targets = _targets(logits, jnp.asarray(batch["label"]))
+        targets = _targets(logits, jnp.asarray(get_label(batch, "ClassificationTask")))
         # alpha = 0 leaves the targets unchanged: no Python branch on a field that
         # may be traced when the task is passed through `jax.jit`.
         targets = optax.smooth_labels(targets, self.label_smoothing)
@@ -126,7 +150,8 @@ class ClassificationTask(AbstractTask):
             A float32 scalar; 0 for a batch that is all padding.
         """
         mask = batch_mask(batch, outputs.shape[0])
-        return masked_mean(self.per_example_loss(outputs, batch), mask)
+        loss = masked_mean(self.per_example_loss(outputs, batch), mask)
+        return check_class_indices(loss, outputs, batch)
 
     def metrics(
         self, outputs: Float[Array, "batch num_classes"], batch: Batch
@@ -143,7 +168,7 @@ class ClassificationTask(AbstractTask):
         """
         batch_size, num_classes = outputs.shape
         mask = batch_mask(batch, batch_size)
-        label = jnp.asarray(batch["label"])
+        label = jnp.asarray(get_label(batch, "ClassificationTask"))
         targets = _targets(outputs, label)
         classes = label if label.ndim == 1 else jnp.argmax(targets, axis=-1)
         correct = jnp.argmax(outputs, axis=-1) == classes
@@ -153,4 +178,4 @@ class ClassificationTask(AbstractTask):
             in_top5 = jnp.any(top5 == classes[:, None], axis=-1)
             metrics["top_5_accuracy"] = masked_sum(in_top5.astype(jnp.float32), mask)
         metrics["loss"] = masked_sum(self.per_example_loss(outputs, batch), mask)
-        return metrics
+        return check_class_indices(metrics, outputs, batch)

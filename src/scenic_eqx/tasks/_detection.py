@@ -20,6 +20,7 @@ from jaxtyping import Array, Float, Int, PyTree
 from ._box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 from ._classification import batch_mask
 from ._coco_evaluator import CocoEvaluator
+from ._label_checks import check_classes, get_label
 from ._matchers import greedy_matcher, hungarian_jax_matcher, hungarian_matcher, sinkhorn_matcher
 from ._task import AbstractTask, Batch, Metrics
 
@@ -107,46 +108,57 @@ class DetectionTask(AbstractTask):
     def __check_init__(self):
         if self.matcher not in MATCHERS:
             raise ValueError(
-                f"`matcher` (={self.matcher!r}) must be one of {', '.join(MATCHERS)}"
+                f"`matcher` must be one of {', '.join(map(repr, MATCHERS))}. "
+                f"Received: {self.matcher!r}."
             )
         for name in ("eos_coef", "class_loss_coef", "bbox_loss_coef", "giou_loss_coef"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"`{name}` (={value!r}) must be a finite non-negative number")
+            if (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value < 0
+            ):
+                raise ValueError(
+                    f"`{name}` must be a finite non-negative number. Received: {value!r}."
+                )
 
     def _targets(self, outputs: PyTree, batch: Batch):
         logits = outputs["pred_logits"]
-        label = batch["label"]
+        label = get_label(batch, "DetectionTask")
         if not isinstance(label, dict) or not {"boxes", "labels", "box_mask"} <= set(label):
             keys = sorted(label) if isinstance(label, dict) else type(label).__name__
             raise ValueError(
-                '`batch["label"]` must be a dict with "boxes", "labels" and "box_mask"; '
-                f"got {keys}"
+                '`batch["label"]` must be a dict with "boxes", "labels" and "box_mask". '
+                f"Received: {keys}."
             )
         batch_size = logits.shape[0]
         boxes, labels = jnp.asarray(label["boxes"]), jnp.asarray(label["labels"])
-        max_boxes = labels.shape[-1]
+        max_boxes = labels.shape[-1] if labels.ndim else 0
         if boxes.shape != (batch_size, max_boxes, 4) or labels.shape != (batch_size, max_boxes):
             raise ValueError(
-                f'`batch["label"]` has boxes {boxes.shape} and labels {labels.shape}; '
-                f"expected [{batch_size}, max_boxes, 4] and [{batch_size}, max_boxes]"
+                f'`batch["label"]` must have "boxes" [{batch_size}, max_boxes, 4] and "labels" '
+                f"[{batch_size}, max_boxes], {batch_size} the outputs' batch size. Received: "
+                f"boxes {boxes.shape} and labels {labels.shape}."
+            )
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise ValueError(
+                f'`batch["label"]["labels"]` must hold integer class indices. Received: dtype '
+                f"{labels.dtype}."
             )
         valid = jnp.asarray(label["box_mask"]).astype(jnp.float32)
         if valid.shape != labels.shape:
             raise ValueError(
-                f'`batch["label"]["box_mask"]` has shape {valid.shape}; expected '
-                f"{labels.shape} to match the labels"
+                f'`batch["label"]["box_mask"]` must have shape {labels.shape}, to match the '
+                f"labels. Received: shape {valid.shape}."
             )
         valid = valid * batch_mask(batch, batch_size)[:, None]
         return boxes.astype(jnp.float32), labels.astype(jnp.int32), valid
 
     def _check_labels(self, results, labels, valid, num_classes):
-        # Checked on the small results, as in SegmentationTask: an out-of-range class
-        # would otherwise be clamped by the gathers into "no object".
-        out_of_range = jnp.any((valid > 0) & ((labels < 0) | (labels >= num_classes)))
-        return eqx.error_if(
-            results, out_of_range,
-            f'`batch["label"]["labels"]` holds a class of a real box outside [0, {num_classes})',
+        # An out-of-range class would otherwise be clamped by the gathers (into "no
+        # object" or the last class). Padded boxes may hold anything.
+        return check_classes(
+            results, labels, valid > 0, num_classes, what='`batch["label"]["labels"]`',
+            extra=" for real boxes (`box_mask` 1 in real examples)",
         )
 
     def _terms(self, logits, boxes, target_boxes, target_labels, valid, example_mask):
@@ -243,8 +255,19 @@ class DetectionTask(AbstractTask):
         return self._check_labels(terms, target_labels, valid, num_classes)
 
     def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-        """The ratios of the summed terms, and `loss`, their weighted sum."""
-        results = super().summarize(totals)
+        """The ratios of the summed terms, and `loss`, their weighted sum.
+
+        As in the loss, the box terms are divided by the number of boxes clamped at 1:
+        images without objects give box losses of 0, not 0/0. (`class_error` of a set
+        without any box stays NaN: no box was classified.)
+        """
+        totals = dict(totals)
+        for name in ("loss_bbox", "loss_giou"):
+            if name in totals:
+                value, norm = totals[name]
+                totals[name] = (value, np.maximum(np.asarray(norm), 1.0))
+        with np.errstate(invalid="ignore"):  # `class_error` 0/0: documented NaN
+            results = super().summarize(totals)
         if {"loss_class", "loss_bbox", "loss_giou"} <= set(results):
             results["loss"] = float(self._weighted_sum(results))
         return results

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
-from ._classification import _TINY, batch_mask
+from ._classification import _TINY, batch_mask, check_smoothing
+from ._label_checks import check_classes, get_label
 from ._task import AbstractTask, Batch, Metrics
 
 
@@ -35,23 +36,22 @@ class EncoderDecoderTask(AbstractTask):
     label_smoothing: float = 0.0
 
     def __check_init__(self):
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"`label_smoothing` (={self.label_smoothing}) must be in [0, 1)")
+        check_smoothing(self.label_smoothing)
 
     def token_weights(
         self, outputs: Float[Array, "batch target_len vocab"], batch: Batch
     ) -> Float[Array, "batch target_len"]:
         """1.0 for the real tokens of real examples, 0.0 for padding tokens or examples."""
         batch_size, target_len, _ = outputs.shape
-        label = jnp.asarray(batch["label"])
+        label = jnp.asarray(get_label(batch, "EncoderDecoderTask"))
         if label.shape != (batch_size, target_len):
             raise ValueError(
-                f'`batch["label"]` has shape {label.shape}, expected {(batch_size, target_len)} '
-                f"to match logits of shape {outputs.shape}"
+                f'`batch["label"]` must have shape {(batch_size, target_len)}, to match logits '
+                f"of shape {outputs.shape}. Received: shape {label.shape}."
             )
         if not jnp.issubdtype(label.dtype, jnp.integer):
             raise ValueError(
-                f'`batch["label"]` must hold integer token ids, got dtype {label.dtype}'
+                f'`batch["label"]` must hold integer token ids. Received: dtype {label.dtype}.'
             )
         real = (label != self.pad_id).astype(jnp.float32)
         return real * batch_mask(batch, batch_size)[:, None]
@@ -87,7 +87,16 @@ class EncoderDecoderTask(AbstractTask):
         """
         weights = self.token_weights(outputs, batch)
         loss, _ = self.per_token_loss(outputs, batch)
-        return jnp.sum(loss * weights) / jnp.maximum(jnp.sum(weights), _TINY)
+        loss = jnp.sum(loss * weights) / jnp.maximum(jnp.sum(weights), _TINY)
+        return self._check_tokens(loss, outputs, batch, weights)
+
+    def _check_tokens(self, results, outputs, batch: Batch, weights):
+        # One-hot of an id outside the vocabulary is all zeros: the token would count
+        # in the normaliser and teach nothing. Padding tokens and examples may hold anything.
+        return check_classes(
+            results, batch["label"], weights > 0, outputs.shape[-1], unit="token ids",
+            extra=" or `pad_id`, on real tokens (the ones that count)",
+        )
 
     def metrics(
         self, outputs: Float[Array, "batch target_len vocab"], batch: Batch
@@ -111,12 +120,13 @@ class EncoderDecoderTask(AbstractTask):
         wrong_tokens = jnp.sum(jnp.where(right, 0.0, weights), axis=-1)
         mask = batch_mask(batch, outputs.shape[0])
         sequence_right = (wrong_tokens == 0).astype(jnp.float32) * mask
-        return {
+        metrics = {
             "token_accuracy": (jnp.sum(right.astype(jnp.float32) * weights), num_tokens),
             "sequence_accuracy": (jnp.sum(sequence_right), jnp.sum(mask)),
             "loss": (jnp.sum(loss * weights), num_tokens),
             "nll": (jnp.sum(nll * weights), num_tokens),
         }
+        return self._check_tokens(metrics, outputs, batch, weights)
 
     def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
         """The ratios of `AbstractTask.summarize`, plus `perplexity = exp(nll)`."""

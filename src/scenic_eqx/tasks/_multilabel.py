@@ -5,6 +5,7 @@ import optax
 from jaxtyping import Array, Float, Shaped
 
 from ._classification import batch_mask, masked_mean, masked_sum
+from ._label_checks import check_unit_interval, get_label
 from ._task import AbstractTask, Batch, Metrics
 
 
@@ -14,10 +15,21 @@ def _multi_hot(
     """Check that multi-hot labels match the logits and return them as float32."""
     if label.shape != logits.shape:
         raise ValueError(
-            f'`batch["label"]` has shape {label.shape}; expected multi-hot labels of '
-            f"shape {logits.shape} to match the logits"
+            f'`batch["label"]` must be multi-hot labels of shape {logits.shape}, to match '
+            f"the logits. Received: shape {label.shape}."
         )
     return label.astype(jnp.float32)
+
+
+def _checked(results, outputs, batch: Batch):
+    """`results`, once the labels of real examples are checked to lie in [0, 1].
+
+    A label of 2, or -1 used as padding, would otherwise give a finite but meaningless
+    loss: sigmoid cross-entropy is linear in the label.
+    """
+    label = jnp.asarray(batch["label"])
+    mask = batch_mask(batch, outputs.shape[0])
+    return check_unit_interval(results, label, jnp.broadcast_to((mask > 0)[:, None], label.shape))
 
 
 class MultiLabelClassificationTask(AbstractTask):
@@ -45,7 +57,7 @@ class MultiLabelClassificationTask(AbstractTask):
             The float32 loss of every example `[batch]`, padding included.
         """
         logits = outputs.astype(jnp.float32)
-        labels = _multi_hot(logits, jnp.asarray(batch["label"]))
+        labels = _multi_hot(logits, jnp.asarray(get_label(batch, "MultiLabelClassificationTask")))
         return jnp.sum(optax.losses.sigmoid_binary_cross_entropy(logits, labels), -1)
 
     def loss(
@@ -61,7 +73,8 @@ class MultiLabelClassificationTask(AbstractTask):
             A float32 scalar; 0 for a batch that is all padding.
         """
         mask = batch_mask(batch, outputs.shape[0])
-        return masked_mean(self.per_example_loss(outputs, batch), mask)
+        loss = masked_mean(self.per_example_loss(outputs, batch), mask)
+        return _checked(loss, outputs, batch)
 
     def metrics(
         self, outputs: Float[Array, "batch num_classes"], batch: Batch
@@ -77,10 +90,11 @@ class MultiLabelClassificationTask(AbstractTask):
             examples.
         """
         mask = batch_mask(batch, outputs.shape[0])
-        labels = _multi_hot(outputs, jnp.asarray(batch["label"]))
+        labels = _multi_hot(outputs, jnp.asarray(get_label(batch, "MultiLabelClassificationTask")))
         top1 = jnp.argmax(outputs, axis=-1)
         top1_label = jnp.take_along_axis(labels, top1[:, None], axis=-1)[:, 0]
-        return {
+        metrics = {
             "prec@1": masked_sum(top1_label, mask),
             "loss": masked_sum(self.per_example_loss(outputs, batch), mask),
         }
+        return _checked(metrics, outputs, batch)

@@ -1,5 +1,6 @@
 """Tasks by name, for configs: `create_task("classification", label_smoothing=0.1)`."""
 
+import dataclasses
 import difflib
 from typing import Any
 
@@ -25,11 +26,33 @@ def list_tasks() -> list[str]:
 
 
 def create_task(name: str, **kwargs: Any) -> AbstractTask:
-    """Builds the registered task `name` with its constructor's keyword arguments."""
-    if name not in _TASKS:
-        close = difflib.get_close_matches(name, _TASKS, n=3, cutoff=0.5)
+    """Builds the registered task `name` with its constructor's keyword arguments.
+
+    Arguments:
+        name: a name from `list_tasks()`.
+        **kwargs: the task's constructor arguments.
+
+    Returns:
+        The task.
+
+    Raises:
+        ValueError: an unknown name or argument; the message lists the valid ones.
+    """
+    if not isinstance(name, str) or name not in _TASKS:
+        close = difflib.get_close_matches(str(name), _TASKS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
-            f"Unknown task `name` (={name!r}).{hint} Known tasks: {', '.join(list_tasks())}."
+            f"`name` must be a registered task: {', '.join(list_tasks())}.{hint} "
+            f"Received: {name!r}."
         )
-    return _TASKS[name](**kwargs)
+    task_type = _TASKS[name]
+    accepted = [f.name for f in dataclasses.fields(task_type) if f.init]
+    unknown = [argument for argument in kwargs if argument not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Task {name!r} takes the arguments: {', '.join(accepted) or '(none)'}.{hint} "
+            f"Received: unknown argument(s) {', '.join(map(repr, unknown))}."
+        )
+    return task_type(**kwargs)

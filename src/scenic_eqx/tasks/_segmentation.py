@@ -9,6 +9,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Shaped
 
 from ._classification import masked_mean, masked_sum
+from ._label_checks import check_classes, get_label
 from ._task import AbstractTask, Batch, Metrics
 
 
@@ -37,8 +38,8 @@ def pixel_weights(batch: Batch, shape: tuple[int, int, int]) -> Float[Array, "ba
     if mask.shape == shape:
         return mask
     raise ValueError(
-        f'`batch["batch_mask"]` has shape {mask.shape}; expected a per-example mask '
-        f"{shape[:1]} or a per-pixel mask {shape} to match the label map"
+        f'`batch["batch_mask"]` must be a per-example mask {shape[:1]} or a per-pixel mask '
+        f"{shape}, to match the label map. Received: shape {mask.shape}."
     )
 
 
@@ -100,7 +101,7 @@ class SegmentationTask(AbstractTask):
 
     def __check_init__(self):
         if isinstance(self.ignore_label, bool) or not isinstance(self.ignore_label, int):
-            raise TypeError(f"`ignore_label` (={self.ignore_label!r}) must be an integer")
+            raise TypeError(f"`ignore_label` must be an integer. Received: {self.ignore_label!r}.")
         weights = self.class_weights
         if weights is not None and (
             not weights
@@ -108,44 +109,42 @@ class SegmentationTask(AbstractTask):
             or not any(w > 0 for w in weights)
         ):
             raise ValueError(
-                f"`class_weights` (={weights}) must be finite non-negative floats, not all zero"
+                "`class_weights` must be finite non-negative floats, not all zero. "
+                f"Received: {weights}."
             )
 
     def _pixels(
         self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
     ) -> tuple[
-        Shaped[Array, "batch height width"], Float[Array, "batch height width"], Bool[Array, ""]
+        Shaped[Array, "batch height width"],
+        Float[Array, "batch height width"],
+        Bool[Array, "batch height width"],
     ]:
         """The label map with invalid pixels set to 0, the pixel weights (0 where invalid)
-        and whether any label is out of range (neither a class nor `ignore_label`)."""
+        and which pixels count (weight > 0, not `ignore_label`): those must be classes."""
         num_classes = outputs.shape[-1]
-        label = jnp.asarray(batch["label"])
+        label = jnp.asarray(get_label(batch, "SegmentationTask"))
         if label.shape != outputs.shape[:-1] or not jnp.issubdtype(label.dtype, jnp.integer):
             raise ValueError(
-                f'`batch["label"]` has shape {label.shape} and dtype {label.dtype}; '
-                f"expected an integer class map of shape {outputs.shape[:-1]} to match "
-                f"logits of shape {outputs.shape}"
+                f'`batch["label"]` must be an integer class map of shape {outputs.shape[:-1]}, '
+                f"to match logits of shape {outputs.shape}. Received: shape {label.shape} and "
+                f"dtype {label.dtype}."
             )
         if self.class_weights is not None and len(self.class_weights) != num_classes:
             raise ValueError(
-                f"`class_weights` has {len(self.class_weights)} entries "
-                f"(={self.class_weights}); the logits have {num_classes} classes"
+                f"`class_weights` must have one entry per class of the logits ({num_classes}). "
+                f"Received: {len(self.class_weights)} entries (={self.class_weights})."
             )
         ignored = label == self.ignore_label
-        out_of_range = ~ignored & ((label < 0) | (label >= num_classes))
-        valid = ~(ignored | out_of_range)
-        weights = pixel_weights(batch, label.shape) * valid.astype(jnp.float32)
-        return jnp.where(valid, label, 0), weights, jnp.any(out_of_range)
+        mask = pixel_weights(batch, label.shape)
+        valid = ~ignored & (label >= 0) & (label < num_classes)
+        weights = mask * valid.astype(jnp.float32)
+        return jnp.where(valid, label, 0), weights, (mask > 0) & ~ignored
 
-    def _check_labels(self, results, out_of_range, num_classes):
-        # Checked on the (small) results rather than the label map: a runtime check
-        # gathers the array it guards onto one device, which for a batch sharded over
-        # devices would copy every label map each step.
-        return eqx.error_if(
-            results,
-            out_of_range,
-            f'`batch["label"]` holds a class outside [0, {num_classes}) that is not '
-            f"`ignore_label` (={self.ignore_label})",
+    def _check_labels(self, results, label, counted, num_classes):
+        return check_classes(
+            results, label, counted, num_classes,
+            extra=f" or `ignore_label` (={self.ignore_label}), on pixels that count",
         )
 
     def _loss_terms(self, outputs, label, weights):
@@ -170,9 +169,9 @@ class SegmentationTask(AbstractTask):
         Returns:
             A float32 scalar; 0 when no pixel weighs anything.
         """
-        label, weights, out_of_range = self._pixels(outputs, batch)
+        label, weights, counted = self._pixels(outputs, batch)
         loss = masked_mean(*self._loss_terms(outputs, label, weights))
-        return self._check_labels(loss, out_of_range, outputs.shape[-1])
+        return self._check_labels(loss, batch["label"], counted, outputs.shape[-1])
 
     def metrics(
         self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
@@ -189,7 +188,7 @@ class SegmentationTask(AbstractTask):
             of the weights); `confusion_matrix` is `([num_classes, num_classes], 1)`.
         """
         num_classes = outputs.shape[-1]
-        label, weights, out_of_range = self._pixels(outputs, batch)
+        label, weights, counted = self._pixels(outputs, batch)
         prediction = jnp.argmax(outputs, axis=-1)
         correct = (prediction == label).astype(jnp.float32)
         # A weighted bincount is a scatter-add: O(pixels), where a one-hot matmul would
@@ -204,7 +203,7 @@ class SegmentationTask(AbstractTask):
                 jnp.ones((), jnp.float32),
             ),
         }
-        return self._check_labels(metrics, out_of_range, num_classes)
+        return self._check_labels(metrics, batch["label"], counted, num_classes)
 
     def summarize(self, totals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
         """Ratios of the summed metrics, and `mean_iou`, `iou/<class>` from the confusion matrix.

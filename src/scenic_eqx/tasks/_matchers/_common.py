@@ -25,15 +25,15 @@ def check_inputs(cost, target_mask) -> None:
     """
     shape = getattr(cost, "shape", None)
     if shape is None or len(shape) != 3:
-        raise ValueError(f"`cost` must have shape [batch, n, m]; got {shape}")
+        raise ValueError(f"`cost` must have shape [batch, n, m]. Received: shape {shape}.")
     if not jnp.issubdtype(cost.dtype, jnp.floating):
-        raise ValueError(f"`cost` must be a floating-point array; got dtype {cost.dtype}")
+        raise ValueError(f"`cost` must be a floating-point array. Received: dtype {cost.dtype}.")
     if target_mask is not None:
         mask_shape = getattr(target_mask, "shape", None)
         if mask_shape != (shape[0], shape[2]):
             raise ValueError(
                 f"`target_mask` must have shape [batch, m] = {(shape[0], shape[2])} to "
-                f"match `cost` of shape {shape}; got {mask_shape}"
+                f"match `cost` of shape {shape}. Received: shape {mask_shape}."
             )
 
 
@@ -48,6 +48,8 @@ def mask_padded_targets(
     matching of the masked cost matches `min(n, num_real)` real targets, to distinct
     predictions, at the optimal cost of the matrix sliced to the real targets.
     """
+    if 0 in cost.shape[1:]:
+        return cost  # No prediction or no target: nothing to price, no maximum to take.
     real = (target_mask != 0)[:, None, :]
     largest = jnp.max(jnp.where(real, cost, -jnp.inf), axis=(1, 2), keepdims=True)
     # Double the magnitude rather than add 1, so the gap survives float32 rounding of

@@ -82,8 +82,8 @@ def sinkhorn_matcher(
         otherwise row 0 is `arange(n)`.
     """
     if not epsilon > 0:
-        raise ValueError(f"`epsilon` must be positive; got {epsilon}")
-    if num_iters < 1:
-        raise ValueError(f"`num_iters` must be at least 1; got {num_iters}")
+        raise ValueError(f"`epsilon` must be positive. Received: {epsilon!r}.")
+    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
+        raise ValueError(f"`num_iters` must be a positive integer. Received: {num_iters!r}.")
     solve = functools.partial(_sinkhorn_solve_one, epsilon=epsilon, num_iters=num_iters)
     return match(jax.vmap(solve), cost, target_mask)
