@@ -160,6 +160,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     Returns:
         The test metrics (with `ema_<name>` metrics of the parameter average when
         `config.ema_decay` is set).
+
+    Raises:
+        loops.Preempted: on SIGTERM, after saving the step reached (exit code 143);
+            the same command resumes the run.
     """
     os.makedirs(workdir, exist_ok=True)
     mesh = build_mesh(config)
@@ -188,6 +192,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         steps_per_dispatch=config.get("steps_per_dispatch", 1),
         ema_decay=config.get("ema_decay"),
         peak_flops_per_device=config.get("peak_flops_per_device"),
+        step_timeout_seconds=config.get("step_timeout_seconds"),
+        debug_nans=config.get("debug_nans", False),
+        async_checkpoints=config.get("async_checkpoints", False),
     )
     results = _test_metrics(config, state, task, dataset, mesh)
     if jax.process_index() == 0:

@@ -1,8 +1,17 @@
-"""The `scenic-eqx` command: `scenic-eqx {train,eval} --config FILE --workdir DIR [--config.key=value ...]`."""
+"""The `scenic-eqx` command: `scenic-eqx {train,eval} --config FILE --workdir DIR [--config.key=value ...]`.
+
+Exit codes: 0 done; 2 a bad command line or config; 143 preempted (SIGTERM) after
+saving a checkpoint: the same command resumes; 130 interrupted (Ctrl-C); 124 a process
+made no progress for `config.step_timeout_seconds` (see docs/fault_tolerance.md).
+"""
 
 import argparse
 import json
 import sys
+
+# JAX's default heartbeat timeout is 100 s: a dead peer would hold the others that long.
+HEARTBEAT_TIMEOUT_SECONDS = 30
+SHUTDOWN_TIMEOUT_SECONDS = 300  # JAX's default
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,11 +32,20 @@ def _parser() -> argparse.ArgumentParser:
         hosts.add_argument(
             "--distributed", action="store_true",
             help="call jax.distributed.initialize() first (cluster settings auto-detected "
-                 "on Cloud TPU, SLURM and Open MPI; implied by the options below)",
+                 "on Cloud TPU, SLURM and Open MPI; implied by the three options below)",
         )  # fmt: skip
         hosts.add_argument("--coordinator_address", help="HOST:PORT of process 0")
         hosts.add_argument("--num_processes", type=int, help="the number of processes (hosts)")
         hosts.add_argument("--process_id", type=int, help="this process's index, from 0")
+        hosts.add_argument(
+            "--heartbeat_timeout_seconds", type=int, default=HEARTBEAT_TIMEOUT_SECONDS,
+            help="a process that sends no heartbeat for this long is taken to be dead, and every "
+                 "process stops (default: %(default)s)",
+        )  # fmt: skip
+        hosts.add_argument(
+            "--shutdown_timeout_seconds", type=int, default=SHUTDOWN_TIMEOUT_SECONDS,
+            help="how long a finished process waits for the others to finish too (default: %(default)s)",
+        )  # fmt: skip
     return parser
 
 
@@ -41,7 +59,10 @@ def _initialize_distributed(args: argparse.Namespace) -> None:
     if args.distributed or explicit:
         import jax
 
-        jax.distributed.initialize(**explicit)
+        jax.distributed.initialize(
+            **explicit, heartbeat_timeout_seconds=args.heartbeat_timeout_seconds,
+            shutdown_timeout_seconds=args.shutdown_timeout_seconds,
+        )  # fmt: skip
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -64,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     rest, overrides = _split_overrides(argv)
     args = _parser().parse_args(rest)
-    from . import _config, _experiment
+    from . import _config, _experiment, loops
 
     try:
         config = _config.load_config(args.config)
@@ -75,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _initialize_distributed(args)
     run = _experiment.train if args.command == "train" else _experiment.evaluate
-    results = run(config, args.workdir)
+    try:
+        results = run(config, args.workdir)
+    except loops.Preempted as preempted:
+        print(f"scenic-eqx: {preempted} Run the same command to resume.", file=sys.stderr)
+        return preempted.code
+    except KeyboardInterrupt as interrupt:
+        print(f"scenic-eqx: {str(interrupt) or 'Interrupted.'}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
     print("test " + json.dumps({k: round(v, 5) for k, v in results.items()}))
     return 0
 

@@ -163,7 +163,7 @@ def test_batch_not_divisible_by_devices_is_an_error(getkey):
 
 
 def test_evaluate_of_nothing_is_an_error(getkey):
-    with pytest.raises(ValueError, match="yielded no batch"):
+    with pytest.raises(ValueError, match="must yield at least one batch to evaluate. Received: an empty iterable"):
         loops.evaluate(DropoutMLP(key=getkey()), tasks.ClassificationTask(), [])
 
 

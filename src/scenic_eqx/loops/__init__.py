@@ -2,7 +2,8 @@
 
 from ._accumulate import accumulate_gradients as accumulate_gradients
 from ._apply import apply_model as apply_model
-from ._checkpoint import Checkpointer as Checkpointer
+from ._batch_checks import check_batch as check_batch
+from ._checkpoint import CheckpointSaveError as CheckpointSaveError, Checkpointer as Checkpointer
 from ._ema import ema_model as ema_model, params_ema as params_ema, with_params_ema as with_params_ema
 from ._evaluate import evaluate as evaluate
 from ._fine_tuning import (
@@ -13,6 +14,7 @@ from ._fine_tuning import (
     weight_decay_mask as weight_decay_mask,
 )
 from ._fit import count_parameters as count_parameters, fit as fit
+from ._manifest import CorruptCheckpointError as CorruptCheckpointError
 from ._partitioning import (
     FSDP_MIN_SIZE as FSDP_MIN_SIZE,
     MEGATRON_RULES as MEGATRON_RULES,
@@ -33,6 +35,7 @@ from ._placement import (
 )
 from ._plot import plot_metrics as plot_metrics
 from ._precision import Precision as Precision, get_precision as get_precision
+from ._preemption import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE, Preempted as Preempted
 from ._schedules import (
     clip_by_global_norm as clip_by_global_norm,
     constant as constant,
@@ -51,3 +54,4 @@ from ._train_state import (
     init_train_state as init_train_state,
     partition_trainable as partition_trainable,
 )
+from ._watchdog import WATCHDOG_EXIT_CODE as WATCHDOG_EXIT_CODE

@@ -9,6 +9,7 @@ from jax.sharding import Mesh
 
 from ..data import pad_batch
 from ..tasks import AbstractTask
+from ._batch_checks import check_batch
 from ._precision import Precision, get_precision
 from ._sharding import batch_sharding, data_mesh, num_local_devices, replicate, shard_batch
 from ._steps import inference_outputs, make_eval_step
@@ -81,7 +82,8 @@ def evaluate_on_mesh(model, model_state, task, batches, mesh, *, precision="floa
     evaluator = task.make_evaluator()
     totals = None
     sharding = batch_sharding(mesh)
-    for batch in batches:
+    for index, batch in enumerate(batches):
+        check_batch(batch, where=f"Batch {index} of `batches`", required=("inputs",))
         already_global = all(
             isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim)
             for x in jax.tree.leaves(batch)
@@ -100,7 +102,7 @@ def evaluate_on_mesh(model, model_state, task, batches, mesh, *, precision="floa
             evaluator.update(multihost_utils.process_allgather(inputs, tiled=True))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     if totals is None:
-        raise ValueError("`batches` yielded no batch: there is nothing to evaluate.")
+        raise ValueError("`batches` must yield at least one batch to evaluate. Received: an empty iterable.")
     results = task.summarize(jax.device_get(totals))
     if evaluator is not None:
         results.update(evaluator.result())

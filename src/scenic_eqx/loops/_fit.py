@@ -1,5 +1,6 @@
 """`fit`: the training loop — set-up, then steps and the periodic actions that are due."""
 
+import contextlib
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -13,7 +14,9 @@ from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray, PyTree
 
 from ..tasks import AbstractTask
+from ._batch_checks import check_batch
 from ._checkpoint import Checkpointer
+from ._divergence import NanDebugger
 from ._ema import with_params_ema
 from ._fit_actions import FitActions
 from ._flat_step import FlatTrainStep, zero_sums
@@ -23,6 +26,7 @@ from ._placement import Sharding, init_placed_train_state
 from ._peak_flops import peak_flops_per_device as lookup_peak_flops
 from ._periodic import run_due
 from ._precision import Precision, get_precision
+from ._run_guards import RunGuards
 from ._sharding import data_mesh, host_batch, replicate
 from ._steps import make_train_step
 from ._throughput import Throughput
@@ -44,7 +48,9 @@ def count_parameters(model: eqx.Module) -> int:
     return sum(x.size for x in jax.tree.leaves(partition_trainable(model)[0]))
 
 
-def _check_arguments(num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch):
+def _check_arguments(
+    num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch, step_timeout_seconds
+):
     _check_positive("num_steps", num_steps, optional=False)
     _check_positive("log_every", log_every, optional=False)
     _check_positive("eval_every", eval_every)
@@ -54,6 +60,12 @@ def _check_arguments(num_steps, log_every, eval_every, checkpoint_every, eval_ba
         raise ValueError(f"`eval_every` (={eval_every}) needs `eval_batches`. Received: eval_batches=None.")
     if checkpoint_every is not None and workdir is None:
         raise ValueError(f"`checkpoint_every` (={checkpoint_every}) needs a `workdir`. Received: workdir=None.")
+    timeout = step_timeout_seconds
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
+        raise ValueError(
+            f"`step_timeout_seconds` must be a positive number (math.inf: no timeout) or None. "
+            f"Received: {timeout!r}."
+        )
     periods = {"log_every": log_every, "eval_every": eval_every, "checkpoint_every": checkpoint_every}
     for name, every in periods.items():
         if every is not None and every % steps_per_dispatch:
@@ -88,6 +100,9 @@ def fit(
     steps_per_dispatch: int = 1,
     ema_decay: float | None = None,
     peak_flops_per_device: float | None = None,
+    step_timeout_seconds: float | int | None = None,
+    debug_nans: bool = False,
+    async_checkpoints: bool = False,
 ) -> tuple[TrainState, History]:
     """Trains `model` on `task` for `num_steps` optimizer steps, data-parallel over `mesh`.
 
@@ -96,6 +111,14 @@ def fit(
     one: it skips the batches already consumed, so with a deterministic `train_batches`
     the resumed run reproduces the uninterrupted one (bitwise on CPU). Step `i` draws its
     randomness from `jax.random.fold_in(key, i)`.
+
+    Faults (see `docs/fault_tolerance.md`): on SIGTERM the current step finishes, a
+    checkpoint of it is saved and `Preempted` (exit code 143) is raised; on several
+    processes every host stops at the same step (JAX's preemption sync point). A first
+    Ctrl-C does the same (on every process) and raises `KeyboardInterrupt`. A step whose
+    loss or gradient is not finite raises `FloatingPointError`. With a step timeout, a
+    process that makes no progress for that long dumps its stacks, names a lost peer and
+    exits with code 124.
 
     Arguments:
         model: a one-example model (see `apply_model` for the calling convention).
@@ -137,6 +160,17 @@ def fit(
             beside the parameters (`eval_ema_<name>`); `loops.ema_model(state)` gives it.
         peak_flops_per_device: the chip's peak FLOP/s for the `mfu` figure; by default
             looked up from the device kind (`loops.peak_flops_per_device`).
+        step_timeout_seconds: the longest a dispatch of steps, an evaluation batch or a
+            checkpoint save may take (compilation excluded) before the process is taken
+            to be stuck and exits (code 124); `None`: 600 s on several processes, no
+            timeout on one; `math.inf`: no timeout.
+        debug_nans: check every dispatch for a non-finite loss or gradient and name the
+            first parameter whose gradient is not finite (keeps a copy of the state and
+            waits for each dispatch: slower).
+        async_checkpoints: go on training while a checkpoint is written. By default
+            training waits until it is on disk, so that a crash loses at most
+            `checkpoint_every` steps; asynchronous saves hide the writing time but a
+            crash during one loses it too (up to `2 * checkpoint_every - 1` steps).
 
     Returns:
         `(state, history)`: the final `TrainState` (float32 parameters whatever the
@@ -146,19 +180,30 @@ def fit(
         steps). The first record also holds `compile_seconds` of the step.
 
     Raises:
-        FloatingPointError: the loss stopped being finite; the message names the first
-            such step. No checkpoint is written after it, so the last good one is kept.
+        FloatingPointError: the loss or a gradient stopped being finite; the message
+            names the first such step. No checkpoint is written after it, so the last
+            good one is kept.
+        Preempted: SIGTERM (a `SystemExit` with code 143), after saving the step reached.
+        KeyboardInterrupt: Ctrl-C, after saving the step reached (with a `workdir`).
     """
-    _check_arguments(num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch)
+    _check_arguments(
+        num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch,
+        step_timeout_seconds,
+    )  # fmt: skip
     precision = get_precision(precision)
     mesh = data_mesh() if mesh is None else mesh
     optimizer = with_params_ema(optimizer, ema_decay)
-    train_step = make_train_step(task, optimizer, precision=precision, accumulate_steps=accumulate_steps)
+
+    def make_step(optimizer):
+        return make_train_step(task, optimizer, precision=precision, accumulate_steps=accumulate_steps)
+
+    train_step = make_step(optimizer)
 
     batches = iter(train_batches)
     first_batch = next(batches, None)
     if first_batch is None:
-        raise ValueError("`train_batches` yielded no batch.")
+        raise ValueError("`train_batches` must yield at least one batch. Received: an empty iterable.")
+    check_batch(first_batch, where="The first batch of `train_batches`", required=("inputs",))
     batches = itertools.chain([first_batch], batches)
     first_batch = host_batch(first_batch, mesh)
     batch_size = len(jax.tree.leaves(first_batch)[0])
@@ -170,8 +215,9 @@ def fit(
     checkpointer = None
     if workdir is not None:
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=max_checkpoints_to_keep)
-        if checkpointer.latest_step() is not None:
-            restored = checkpointer.restore(train_state=state, metric_sums=sums)
+        # The newest checkpoint that verifies; damaged ones are set aside with a warning.
+        _, restored = checkpointer.restore_latest_intact(train_state=state, metric_sums=sums)
+        if restored is not None:
             state, sums = restored["train_state"], restored["metric_sums"]
     start_step = int(state.step)
     # Resuming: the first `start_step` batches were consumed before the checkpoint.
@@ -196,33 +242,50 @@ def fit(
             first["num_replicated_arrays"] = float(len(replicated_paths))
         logger.write(0, first)
 
+    guards = RunGuards(step_timeout_seconds, handle_sigint=checkpointer is not None)
     actions = FitActions(
         step_fn, task, throughput, mesh, precision, schedule, eval_batches,
-        evaluate_ema=ema_decay is not None, checkpointer=checkpointer,
-    ).periodic(log_every, eval_every, checkpoint_every)  # fmt: skip
+        evaluate_ema=ema_decay is not None, checkpointer=checkpointer, watchdog=guards.watchdog,
+        async_checkpoints=async_checkpoints,
+    )  # fmt: skip
+    periodic = actions.periodic(log_every, eval_every, checkpoint_every)
+    debugger = NanDebugger(make_step, optimizer, mesh) if debug_nans else None
 
     history: History = []
-    compile_logged = False
-    try:
-        for count, last in _dispatches(start_step, num_steps, steps_per_dispatch):
-            compile_seconds = step_fn(_next_batches(batches, count, last, num_steps, mesh), count)
-            throughput.exclude(compile_seconds)
-            throughput.add_steps(count)
-            logger.advance(count)
-            record = run_due(actions, last, num_steps)
-            if record and not compile_logged:
-                record["compile_seconds"] = sum(step_fn.compile_seconds.values())
-                compile_logged = True
-            if record:
-                logger.write(last, record)
-                history.append({"step": last, **record})
-                for callback in callbacks:
-                    callback(last, record, step_fn.state)
-    finally:
-        logger.close()
-        if checkpointer is not None:
-            checkpointer.wait_until_finished()
-            checkpointer.close()
+    with guards:
+        try:
+            for dispatch, (count, last) in enumerate(_dispatches(start_step, num_steps, steps_per_dispatch), 1):
+                guards.beat(f"loading the batches of step {last}")
+                taken, placed = _next_batches(batches, count, last, num_steps, mesh)
+                guards.started(last)
+                # The first dispatch of each length compiles: the watchdog does not time it.
+                compiling = contextlib.nullcontext() if step_fn.is_compiled(count) else guards.paused()
+                with compiling:
+                    if debugger is None:
+                        compile_seconds = step_fn(placed, count)
+                    else:
+                        compile_seconds = debugger.run(step_fn, placed, count, taken, last)
+                throughput.exclude(compile_seconds)
+                throughput.add_steps(count)
+                logger.advance(count)
+                record = run_due(periodic, last, num_steps)
+                if record:
+                    if not history:  # the run's first record
+                        record["compile_seconds"] = sum(step_fn.compile_seconds.values())
+                    logger.write(last, record)
+                    history.append({"step": last, **record})
+                    guards.beat(f"the callbacks after step {last}")
+                    for callback in callbacks:
+                        callback(last, record, step_fn.state)
+                guards.stop_if_requested(dispatch, last, actions.save_now)
+        except BaseException as error:
+            guards.explain(error)
+            raise
+        finally:
+            guards.beat("waiting for checkpoint saves to finish")
+            logger.close()
+            if checkpointer is not None:
+                checkpointer.close()  # waits for the last save; raises if it failed
     return step_fn.state, history
 
 
@@ -236,16 +299,21 @@ def _dispatches(start_step: int, num_steps: int, steps_per_dispatch: int) -> Ite
         step = last
 
 
-def _next_batches(batches: Iterator[PyTree], count: int, last: int, num_steps: int, mesh: Mesh) -> PyTree:
-    """The next `count` batches, stacked along a new leading axis when `count > 1`."""
+def _next_batches(
+    batches: Iterator[PyTree], count: int, last: int, num_steps: int, mesh: Mesh
+) -> tuple[list[PyTree], PyTree]:
+    """The next `count` host batches, and them ready for the step: stacked along a new
+    leading axis when `count > 1`."""
     taken = list(itertools.islice(batches, count))
     if len(taken) < count:
         raise ValueError(
             f"`train_batches` ran out at step {last - count + len(taken) + 1} of {num_steps}."
         )
+    for step, batch in enumerate(taken, last - count + 1):
+        check_batch(batch, where=f"The batch of step {step} from `train_batches`", required=("inputs",))
     if count == 1:
-        return host_batch(taken[0], mesh)
+        return taken, host_batch(taken[0], mesh)
     stack = lambda *xs: jnp.stack(xs) if isinstance(xs[0], jax.Array) else np.stack(xs)  # noqa: E731
-    return host_batch(jax.tree.map(stack, *taken), mesh, stacked=True)
+    return taken, host_batch(jax.tree.map(stack, *taken), mesh, stacked=True)
 
 

@@ -1,6 +1,6 @@
 """The periodic actions of `fit`: log training metrics, evaluate, checkpoint."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import jax
 import optax
@@ -8,12 +8,14 @@ from jax.sharding import Mesh
 
 from ..tasks import AbstractTask
 from ._checkpoint import Checkpointer
+from ._divergence import nonfinite_message
 from ._ema import ema_model
 from ._evaluate import evaluate_on_mesh
 from ._flat_step import FlatTrainStep
 from ._periodic import Periodic
 from ._precision import Precision
 from ._throughput import Throughput
+from ._watchdog import StepWatchdog
 
 
 class FitActions:
@@ -29,6 +31,9 @@ class FitActions:
         eval_batches: evaluation batches (or a callable returning them), or `None`.
         evaluate_ema: also evaluate the parameter average (`eval_ema_<name>`).
         checkpointer: where checkpoints go, or `None`.
+        watchdog: told of the progress of evaluations (batch by batch) and saves.
+        async_checkpoints: let training go on while a checkpoint is written, instead
+            of waiting until it is on disk.
     """
 
     def __init__(
@@ -42,33 +47,38 @@ class FitActions:
         eval_batches: Iterable[dict] | Callable[[], Iterable[dict]] | None,
         evaluate_ema: bool,
         checkpointer: Checkpointer | None,
+        watchdog: StepWatchdog,
+        async_checkpoints: bool = False,
     ):
         self.step_fn, self.task, self.throughput = step_fn, task, throughput
         self.mesh, self.precision, self.schedule = mesh, precision, schedule
         self.eval_batches, self.evaluate_ema = eval_batches, evaluate_ema
         self.checkpointer = checkpointer
+        self.watchdog = watchdog
+        self.async_checkpoints = async_checkpoints
+        self.saved_step: int | None = None
 
     def periodic(self, log_every: int, eval_every: int | None, checkpoint_every: int | None) -> list[Periodic]:
         """The actions to run, in order, with their periods."""
         actions = [Periodic("log", log_every, self.log)]
         if self.eval_batches is not None:
-            actions.append(Periodic("evaluate", eval_every, self._paused(self.evaluate)))
+            actions.append(Periodic("evaluate", eval_every, self._paused("evaluation", self.evaluate)))
         if self.checkpointer is not None:
-            actions.append(Periodic("checkpoint", checkpoint_every, self._paused(self.checkpoint)))
+            actions.append(Periodic("checkpoint", checkpoint_every, self._paused("checkpoint", self.checkpoint)))
         return actions
 
     def check_finite(self) -> None:
-        """Raises if a step's loss was not finite (reading the sums waits for the steps)."""
+        """Raises if a step's loss or gradient was not finite (reading the sums waits
+        for the steps)."""
         bad = int(self.step_fn.sums["first_nonfinite_step"])
         if bad >= 0:
-            raise FloatingPointError(
-                f"The training loss is not finite at step {bad}: training stopped; "
-                f"the last good checkpoint (if any) is kept."
-            )
+            raise FloatingPointError(nonfinite_message(bad))
 
     def log(self, step: int) -> dict[str, float]:
         """Training metrics averaged since the last log, speed and learning rate."""
         self.check_finite()
+        if self.checkpointer is not None:
+            self.checkpointer.check_for_errors()  # a background save that failed
         record = self.task.summarize(jax.device_get(self.step_fn.sums["metrics"]))
         record.update(self.throughput.record())
         if self.schedule is not None:
@@ -85,23 +95,48 @@ class FitActions:
             models["eval_ema"] = ema_model(state)
         record = {}
         for prefix, model in models.items():
+            batches = self._watched_eval_batches(f"evaluation ({prefix}) at step {step}")
             results = evaluate_on_mesh(
-                model, state.model_state, self.task, self.eval_batches, self.mesh, precision=self.precision
+                model, state.model_state, self.task, batches, self.mesh, precision=self.precision
             )
             record.update({f"{prefix}_{name}": value for name, value in results.items()})
         return record
 
+    def _watched_eval_batches(self, activity: str) -> Iterator[dict]:
+        """The evaluation batches, telling the watchdog of each one."""
+        batches = self.eval_batches
+        if callable(batches) and not isinstance(batches, Iterable):
+            batches = batches()
+        for index, batch in enumerate(batches):
+            self.watchdog.beat(f"{activity}, batch {index}")
+            yield batch
+
     def checkpoint(self, step: int) -> dict[str, float]:
-        """Starts saving the state and the metric sums as checkpoint `step`."""
+        """Saves the state and the metric sums as checkpoint `step` (or starts to, with
+        `async_checkpoints`: a crash before it is written then loses it)."""
         self.check_finite()
         self.checkpointer.save(step, train_state=self.step_fn.state, metric_sums=self.step_fn.sums)
+        if not self.async_checkpoints:
+            self.checkpointer.wait_until_finished()
+        self.saved_step = step
         return {}
 
-    def _paused(self, action: Callable[[int], dict]) -> Callable[[int], dict]:
+    def save_now(self, step: int) -> bool:
+        """Saves checkpoint `step` unless it was just saved; whether there is one."""
+        if self.checkpointer is None:
+            return False
+        if self.saved_step != step:
+            self.watchdog.beat(f"checkpoint at step {step}")
+            self.checkpoint(step)
+        return True
+
+    def _paused(self, name: str, action: Callable[[int], dict]) -> Callable[[int], dict]:
         """`action`, its time left out of the training throughput."""
 
         def run(step: int) -> dict[str, float]:
+            self.watchdog.beat(f"the steps up to {step}")
             jax.block_until_ready(self.step_fn.sums)  # the steps before it are training time
+            self.watchdog.beat(f"{name} at step {step}")
             self.throughput.pause()
             try:
                 return action(step)

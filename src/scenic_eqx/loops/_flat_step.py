@@ -16,12 +16,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
 from ._compile_timer import compile_timer
-from ._train_state import TrainState
+from ._divergence import all_finite
+from ._train_state import TrainState, partition_trainable
 
 
-def _add_step(sums: PyTree, state: TrainState, loss, metrics) -> PyTree:
-    """Adds one step's metrics to `sums`; remembers the first step whose loss was not finite."""
-    bad = (sums["first_nonfinite_step"] < 0) & ~jnp.isfinite(loss)
+def _add_step(sums: PyTree, state: TrainState, new_state: TrainState, loss, metrics) -> PyTree:
+    """Adds one step's metrics to `sums`; remembers the first step whose loss, or the
+    parameters it produced (so its gradient), were not finite."""
+    finite = jnp.isfinite(loss) & all_finite(partition_trainable(new_state.model)[0])
+    bad = (sums["first_nonfinite_step"] < 0) & ~finite
     return {
         "metrics": jax.tree.map(jnp.add, sums["metrics"], metrics),
         "first_nonfinite_step": jnp.where(bad, state.step + 1, sums["first_nonfinite_step"]),
@@ -76,7 +79,7 @@ class FlatTrainStep:
     def _one_step(self, leaves, sums, batch):
         state = eqx.combine(jax.tree.unflatten(self._treedef, leaves), self._static)
         new_state, loss, metrics = self._train_step(state, batch)
-        new_sums = _add_step(jax.tree.unflatten(self._sums_def, sums), state, loss, metrics)
+        new_sums = _add_step(jax.tree.unflatten(self._sums_def, sums), state, new_state, loss, metrics)
         return jax.tree.leaves(eqx.filter(new_state, eqx.is_array)), jax.tree.leaves(new_sums)
 
     def _jitted(self, num_steps: int):
@@ -98,9 +101,16 @@ class FlatTrainStep:
             out_shardings=(self._leaf_shardings, self._sums_shardings),
         )
 
+    def is_compiled(self, num_steps: int) -> bool:
+        return num_steps in self.compile_seconds
+
     def __call__(self, batches: PyTree, num_steps: int = 1) -> float:
         """Runs `num_steps` steps; returns the seconds spent compiling them (0 after
-        the first call with this `num_steps`)."""
+        the first call with this `num_steps`).
+
+        The first call compiles while it runs (timed from JAX's compile events): a
+        separate ahead-of-time compilation would trace and lower the step twice.
+        """
         step = self._steps.get(num_steps)
         if step is not None:
             self._leaves, self._sums = step(self._leaves, self._sums, batches)
@@ -114,6 +124,11 @@ class FlatTrainStep:
     @property
     def state(self) -> TrainState:
         return eqx.combine(jax.tree.unflatten(self._treedef, self._leaves), self._static)
+
+    def state_copy(self) -> TrainState:
+        """A copy of the current state that the next step's donation leaves intact."""
+        leaves = [jnp.copy(x) for x in self._leaves]
+        return eqx.combine(jax.tree.unflatten(self._treedef, leaves), self._static)
 
     @property
     def sums(self) -> PyTree:
