@@ -15,6 +15,7 @@ import numpy as np
 from ._checks import check_positive_int
 from ._dataset import Batch, Dataset
 from ._in_memory import EvalBatches, train_batches
+from ._resumable import map_batches
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -58,18 +59,44 @@ def from_arrays(
     )
 
 
+def _pickle_refused(path: str, what: str, error: Exception) -> str:
+    return (
+        f"`npz` (={path!r}) is refused: {what}, and unpickling can run arbitrary code "
+        "from the file. Save plain numeric arrays with `np.savez` (e.g. uint8 images, "
+        f"int labels). Received: {path!r} (numpy: {error})."
+    )
+
+
 def _load_npz(path: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"`npz` (={path!r}) is not a file.")
-    with np.load(path, allow_pickle=False) as arrays:
+        raise FileNotFoundError(f"`npz` (={path!r}) is not a file. Received: {path!r}.")
+    # `allow_pickle=False`: an object array is a pickle, and unpickling runs whatever
+    # code the file's author chose. Loading data must execute nothing from the file.
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as error:  # numpy's refusal of a whole-file pickle
+        raise ValueError(_pickle_refused(path, "it holds pickled Python objects", error)) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"`npz` (={path!r}) must be an .npz archive (`np.savez`) of {', '.join(NPZ_KEYS)}. "
+            f"Received: a file holding one {type(archive).__name__}."
+        )
+    with archive as arrays:
         missing = [key for key in NPZ_KEYS if key not in arrays.files]
         if missing:
             raise ValueError(
                 f"`npz` (={path!r}) has no array(s) {', '.join(missing)}; it must hold "
                 f"{', '.join(NPZ_KEYS)} (it holds {', '.join(arrays.files) or 'nothing'})."
             )
-        x_train, y_train, x_test, y_test = (arrays[key] for key in NPZ_KEYS)
+        loaded = []
+        for key in NPZ_KEYS:
+            try:
+                loaded.append(arrays[key])
+            except ValueError as error:  # numpy's refusal of an object array
+                what = f"`{key}` is an object array, i.e. a Python pickle"
+                raise ValueError(_pickle_refused(path, what, error)) from None
+    x_train, y_train, x_test, y_test = loaded
     return (x_train, y_train), (x_test, y_test)
 
 
@@ -151,12 +178,13 @@ def arrays_dataset(
             f"{smallest} to {largest}."
         )
     hosts = {"process_index": process_index, "process_count": process_count}
-    train_iter = map(
+    train_iter = map_batches(
         _to_float,
         train_batches(
             {"inputs": x_train, "label": y_train},
             batch_size=batch_size,
             shuffle_seed=shuffle_seed,
+            state_spec={"dataset": "arrays", "input_shape": list(x_train.shape)},
             **hosts,
         ),
     )

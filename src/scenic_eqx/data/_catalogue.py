@@ -1,10 +1,11 @@
 """TFDS catalogue datasets: each one's splits, preprocessing and augmentation.
 
 `get_dataset("cifar10", batch_size=...)` and the like land here (see `_registry.py`).
-Training reads this host's share of the split, caches it as TFDS decodes it, repeats,
-shuffles, then augments each example with a fresh stateless seed (so augmentation is
-not cached and differs across epochs, yet the same `shuffle_seed` gives the same
-batches) and batches with `drop_remainder`. Evaluation preprocesses without randomness
+Training reads this host's share of the split (the small datasets into memory, at
+once), repeats, shuffles, then augments each example with a fresh stateless seed (so
+augmentation is not cached and differs across epochs, yet the same `shuffle_seed` gives
+the same batches) and batches with `drop_remainder`; its `train_iter` saves and
+restores its position (a `ResumableIterator`). Evaluation preprocesses without randomness
 and pads the last batches with `batch_mask` 0.0 (see `_pipeline.py`).
 
 | name | inputs | label | train augmentation |
@@ -17,7 +18,10 @@ and pads the last batches with `batch_mask` 0.0 (see `_pipeline.py`).
 | `coco/2017` | `[512, 512, 3]`, mean/std, padded | boxes (see `_coco.py`) | flip |
 
 `mnist` reads TFDS's `mnist` when it is prepared in `data_dir`, else the offline copy
-of `_mnist.py`. Importing this module imports TensorFlow.
+of `_mnist.py`. This module holds the small datasets and what every catalogue dataset
+shares; `_imagenet.py`, `_pet.py` and `_coco.py` hold the others. Every split option
+(`train_split`, `valid_split`, `test_split`) takes a TFDS split or slice
+(`"train[:90%]"`). Importing this module imports TensorFlow.
 """
 
 import dataclasses
@@ -34,11 +38,10 @@ from . import _pipeline
 from . import _preprocess as pp
 from ._dataset import Dataset
 from ._randaugment import randaugment as _randaugment
+from ._tfds_builder import check_split, is_readable, split_size
 
 # Eval resizes the shorter side to `image_size / CROP_FRACTION`, then crops the centre.
 CROP_FRACTION = 0.875
-IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
-PET_CLASSES = ("pet", "background", "border")  # TFDS mask values 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,33 +70,58 @@ def _data_dir(data_dir: str | None) -> str | None:
     return data_dir or os.environ.get("TFDS_DATA_DIR") or None
 
 
-def _not_prepared(name: str, builder) -> FileNotFoundError:
+def not_prepared(name: str, builder, data_dir: str | None) -> FileNotFoundError:
+    """The error for a catalogue dataset that is not prepared in `data_dir`."""
+    if data_dir is not None and not os.path.isdir(data_dir):
+        return FileNotFoundError(
+            f"`data_dir` (={data_dir!r}) does not exist: it must be the TFDS data directory "
+            f"where {name!r} is prepared (`tfds build {name} --data_dir DIR`, where there "
+            f"is internet). Received: {data_dir!r}."
+        )
     return FileNotFoundError(
         f"Dataset {name!r} is not prepared in {builder.data_dir}; this machine cannot "
         f"download it. Prepare it where there is internet (`tfds build {name} --data_dir "
-        "DIR`), copy DIR here and pass `data_dir` (or set TFDS_DATA_DIR)."
+        "DIR`), copy DIR here and pass `data_dir` (or set TFDS_DATA_DIR). Received: "
+        f"`data_dir`={data_dir!r}."
     )
 
 
 def prepared_builder(name: str, data_dir: str | None):
     """The TFDS builder of `name`, which must be prepared in `data_dir` (never downloaded).
 
-    `mnist` falls back to the offline `mnist_offline` (generated on first use).
+    Also readable under `tfds.testing.mock_data`, which serves fake examples. `mnist`
+    falls back to the offline `mnist_offline` (generated on first use).
     """
-    builder = tfds.builder(name, data_dir=_data_dir(data_dir))
-    if builder.is_prepared():
+    data_dir = _data_dir(data_dir)
+    builder = tfds.builder(name, data_dir=data_dir)
+    if is_readable(builder):
         return builder
     if name != "mnist":
-        raise _not_prepared(name, builder)
+        raise not_prepared(name, builder, data_dir)
     from . import _mnist
 
     _mnist.wheel_data_path()  # fails early, saying how to install the wheel
-    builder = tfds.builder("mnist_offline", data_dir=_data_dir(data_dir))
+    builder = tfds.builder("mnist_offline", data_dir=data_dir)
     if not builder.is_prepared():
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(try_download_gcs=False)
         )
     return builder
+
+
+def resolve_splits(builder, given: tuple, defaults: tuple[str, str, str]) -> tuple[str, str, str]:
+    """`(train, valid, test)` splits: each given one checked, else the dataset's default.
+
+    Arguments:
+        builder: the readable builder.
+        given: `(train_split, valid_split, test_split)` as received, None for the default.
+        defaults: the dataset's own `(train, valid, test)` splits.
+    """
+    names = ("train_split", "valid_split", "test_split")
+    return tuple(
+        default if split is None else check_split(builder, name, split)
+        for name, split, default in zip(names, given, defaults)
+    )
 
 
 def _finish(image, mean, std) -> tf.Tensor:
@@ -129,10 +157,13 @@ def _build(
     shuffle_buffer_size: int,
     cache: bool,
     prefetch: int,
+    state_spec: dict,
     decoders: dict | None = None,
     num_classes: int | None = None,
     **meta: Any,
 ) -> Dataset:
+    """The `Dataset` of a catalogue builder; `state_spec` names the dataset's options
+    (image size, augmentation, ...) in the training iterator's saved state."""
     hosts = {"process_index": process_index, "process_count": process_count}
     options = {"cache": cache, "prefetch": prefetch, "decoders": decoders}
 
@@ -150,6 +181,7 @@ def _build(
         shuffle_seed=shuffle_seed,
         shuffle_buffer_size=shuffle_buffer_size,
         random_preprocess_fn=train_fn,
+        state_spec=state_spec,
         **hosts,
         **options,
     )
@@ -158,8 +190,8 @@ def _build(
         "num_classes": num_classes or builder.info.features["label"].num_classes,
         "input_shape": (-1, *inputs_spec.shape[1:]),
         "input_dtype": np.dtype(inputs_spec.dtype.as_numpy_dtype).type,
-        "num_train_examples": builder.info.splits[train].num_examples,
-        "num_eval_examples": builder.info.splits[valid].num_examples,
+        "num_train_examples": split_size(builder, train),
+        "num_eval_examples": split_size(builder, valid),
         "target_is_onehot": False,
         "dataset_name": name,
         **meta,
@@ -176,6 +208,9 @@ def small_image_dataset(
     process_index: int,
     process_count: int,
     data_dir: str | None = None,
+    train_split: str | None = None,
+    valid_split: str | None = None,
+    test_split: str | None = None,
     augment: bool = True,
     randaugment: tuple[int, int | float] | None = None,
     shuffle_buffer_size: int = 10_000,
@@ -188,6 +223,9 @@ def small_image_dataset(
         name: the TFDS name.
         augment: apply the dataset's standard augmentation (see the module's table).
         randaugment: `(num_layers, magnitude)` to add RandAugment (RGB datasets only).
+        train_split, valid_split, test_split: the TFDS splits (or slices, e.g.
+            `"train[:90%]"`) read for `train_iter`, `valid_iter` and `test_iter`;
+            default: the module's table (`train`, and `test` for both evaluations).
         shuffle_buffer_size, cache, prefetch: as in `_pipeline.train_batches`.
         The other arguments are `get_dataset`'s.
     """
@@ -207,14 +245,18 @@ def small_image_dataset(
         return {"inputs": _finish(example["image"], spec.mean, spec.std), "label": _label(example)}
 
     builder = prepared_builder(name, data_dir)
+    train, valid, test = resolve_splits(
+        builder, (train_split, valid_split, test_split), (spec.train, spec.valid, spec.valid)
+    )
     return _build(
         name,
         builder,
         train_fn=train_fn,
         eval_fn=eval_fn,
-        train=spec.train,
-        valid=spec.valid,
-        test=spec.valid,
+        train=train,
+        valid=valid,
+        test=test,
+        state_spec={"augment": bool(augment), "randaugment": randaugment},
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
         shuffle_seed=shuffle_seed,
@@ -233,167 +275,7 @@ cifar100 = functools.partial(small_image_dataset, "cifar100")
 svhn_cropped = functools.partial(small_image_dataset, "svhn_cropped")
 
 
-def _center(image, image_size: int) -> tf.Tensor:
+def center_crop(image, image_size: int) -> tf.Tensor:
+    """Eval's view: the shorter side resized to `image_size / CROP_FRACTION`, the centre cropped."""
     image = pp.resize_small(image, round(image_size / CROP_FRACTION))
     return pp.central_crop(image, image_size)
-
-
-def imagenet2012(
-    *,
-    batch_size: int,
-    eval_batch_size: int,
-    shuffle_seed: int,
-    process_index: int,
-    process_count: int,
-    data_dir: str | None = None,
-    manual_dir: str | None = None,
-    image_size: int = 224,
-    randaugment: tuple[int, int | float] | None = None,
-    shuffle_buffer_size: int = 10_000,
-    cache: bool = False,
-    prefetch: int = 2,
-) -> Dataset:
-    """ImageNet-1k (ILSVRC 2012): inception crop and flip for training, centre crop for eval.
-
-    TFDS cannot download ImageNet. Unless `imagenet2012` is prepared in `data_dir`, put
-    `ILSVRC2012_img_train.tar` and `ILSVRC2012_img_val.tar` (from image-net.org) in
-    `manual_dir` (default `DATA_DIR/downloads/manual`): the first call prepares the
-    dataset from them, offline (it takes hours). Training decodes only the cropped
-    window of each JPEG.
-
-    Arguments:
-        manual_dir: the folder holding the two tar files.
-        image_size: side of the square inputs.
-        randaugment: `(num_layers, magnitude)` to add RandAugment.
-        The others: as in `small_image_dataset`; the decoded split is too large to cache.
-    """
-    builder = tfds.builder("imagenet2012", data_dir=_data_dir(data_dir))
-    if not builder.is_prepared():
-        # TFDS's default: `downloads/manual` under the data dir root.
-        root = os.path.dirname(os.path.dirname(builder.data_dir))
-        manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
-        missing = [
-            f for f in IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))
-        ]
-        if missing:
-            raise FileNotFoundError(
-                f"Dataset 'imagenet2012' is not prepared in {builder.data_dir} and its manual "
-                f"download is missing: put {' and '.join(IMAGENET_MANUAL_FILES)} (from "
-                f"https://image-net.org/) in `manual_dir` (={manual_dir!r}; missing: "
-                f"{', '.join(missing)}) and call again: it is then prepared from them, "
-                "offline; or pass the `data_dir` where it is prepared."
-            )
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=manual_dir, try_download_gcs=False
-            )
-        )
-    mean, std = pp.IMAGENET_MEAN, pp.IMAGENET_STD
-
-    def train_fn(example: dict, seed: tf.Tensor) -> dict:
-        crop_seed, flip_seed, ra_seed = tf.unstack(pp.split_seed(seed, 3))
-        image = pp.decode_and_inception_crop(example["image"], image_size, seed=crop_seed)
-        image = _maybe_randaugment(pp.random_flip(image, seed=flip_seed), ra_seed, randaugment)
-        return {"inputs": _finish(image, mean, std), "label": _label(example)}
-
-    def eval_fn(example: dict) -> dict:
-        image = _center(pp.decode(example["image"]), image_size)
-        return {"inputs": _finish(image, mean, std), "label": _label(example)}
-
-    return _build(
-        "imagenet2012",
-        builder,
-        train_fn=train_fn,
-        eval_fn=eval_fn,
-        train="train",
-        valid="validation",
-        test="validation",
-        decoders={"image": tfds.decode.SkipDecoding()},
-        batch_size=batch_size,
-        eval_batch_size=eval_batch_size,
-        shuffle_seed=shuffle_seed,
-        process_index=process_index,
-        process_count=process_count,
-        shuffle_buffer_size=shuffle_buffer_size,
-        cache=cache,
-        prefetch=prefetch,
-    )
-
-
-def oxford_iiit_pet(
-    *,
-    batch_size: int,
-    eval_batch_size: int,
-    shuffle_seed: int,
-    process_index: int,
-    process_count: int,
-    data_dir: str | None = None,
-    task: str = "classification",
-    image_size: int = 224,
-    shuffle_buffer_size: int = 10_000,
-    cache: bool = False,
-    prefetch: int = 2,
-) -> Dataset:
-    """Oxford-IIIT Pet: 37 breeds, or per-pixel pet/background/border masks.
-
-    Arguments:
-        task: `"classification"` (label: the breed) or `"segmentation"` (label: int32
-            `[image_size, image_size]`, 0 pet, 1 background, 2 border; images and masks
-            resized to the square, flipped together for training).
-        image_size: side of the square inputs.
-        The others: as in `small_image_dataset`.
-
-    Reference: Parkhi et al., "Cats and Dogs", CVPR 2012.
-    """
-    if task not in ("classification", "segmentation"):
-        raise ValueError(f"`task` (={task!r}) must be 'classification' or 'segmentation'.")
-    pp.image_size("image_size", image_size)
-    mean, std = pp.IMAGENET_MEAN, pp.IMAGENET_STD
-    builder = prepared_builder("oxford_iiit_pet", data_dir)
-
-    def classify_train(example: dict, seed: tf.Tensor) -> dict:
-        crop_seed, flip_seed = tf.unstack(pp.split_seed(seed, 2))
-        image = pp.inception_crop(example["image"], image_size, seed=crop_seed)
-        image = pp.random_flip(image, seed=flip_seed)
-        return {"inputs": _finish(image, mean, std), "label": _label(example)}
-
-    def classify_eval(example: dict) -> dict:
-        return {
-            "inputs": _finish(_center(example["image"], image_size), mean, std),
-            "label": _label(example),
-        }
-
-    def segment(example: dict, seed: tf.Tensor | None = None) -> dict:
-        image = pp.resize(example["image"], image_size)
-        mask = tf.cast(
-            pp.resize(example["segmentation_mask"], image_size, method="nearest"), tf.float32
-        )
-        if seed is not None:
-            # Flipped as one image, so that the mask stays on the pet.
-            both = pp.random_flip(tf.concat([image, mask], axis=-1), seed=seed)
-            image, mask = both[..., :3], both[..., 3:]
-        label = tf.cast(mask[..., 0], tf.int32) - 1
-        return {"inputs": _finish(image, mean, std), "label": label}
-
-    if task == "classification":
-        fns, meta = {"train_fn": classify_train, "eval_fn": classify_eval}, {}
-    else:
-        fns = {"train_fn": segment, "eval_fn": segment}
-        meta = {"num_classes": len(PET_CLASSES), "class_names": PET_CLASSES}
-    return _build(
-        "oxford_iiit_pet",
-        builder,
-        **fns,
-        train="train",
-        valid="test",
-        test="test",
-        batch_size=batch_size,
-        eval_batch_size=eval_batch_size,
-        shuffle_seed=shuffle_seed,
-        process_index=process_index,
-        process_count=process_count,
-        shuffle_buffer_size=shuffle_buffer_size,
-        cache=cache,
-        prefetch=prefetch,
-        **meta,
-    )

@@ -17,12 +17,11 @@ Reference: Lin et al., "Microsoft COCO: Common Objects in Context", ECCV 2014; t
 format of Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020.
 """
 
-import numbers
-
 import tensorflow as tf
 
 from . import _preprocess as pp
-from ._catalogue import _build, _finish, prepared_builder
+from ._catalogue import _build, _finish, prepared_builder, resolve_splits
+from ._checks import check_positive_int, check_square_size
 from ._dataset import Dataset
 
 
@@ -39,6 +38,12 @@ def detection_label(objects: dict, scale: tf.Tensor, max_boxes: int) -> dict:
     Returns:
         `{"boxes": [max_boxes, 4], "labels": [max_boxes], "box_mask": [max_boxes]}`.
     """
+    # One length for the three sequences: TFDS's `mock_data` draws each one's length
+    # independently (real COCO examples always agree, and lose nothing here).
+    count = tf.reduce_min(
+        [tf.shape(objects[key])[0] for key in ("bbox", "label", "is_crowd")]
+    )
+    objects = {key: objects[key][:count] for key in ("bbox", "label", "is_crowd")}
     ymin, xmin, ymax, xmax = tf.unstack(objects["bbox"], num=4, axis=-1)
     keep = tf.logical_and(~objects["is_crowd"], tf.logical_and(ymax > ymin, xmax > xmin))
     box = tf.stack(
@@ -76,6 +81,9 @@ def coco(
     process_index: int,
     process_count: int,
     data_dir: str | None = None,
+    train_split: str | None = None,
+    valid_split: str | None = None,
+    test_split: str | None = None,
     image_size: int = 512,
     max_boxes: int = 100,
     shuffle_buffer_size: int = 10_000,
@@ -89,11 +97,13 @@ def coco(
         max_boxes: boxes per image in the label (at least COCO's 93 keeps every one).
         The others: as in `small_image_dataset` of `_catalogue.py`.
     """
-    pp.image_size("image_size", image_size)
-    if isinstance(max_boxes, bool) or not isinstance(max_boxes, numbers.Integral) or max_boxes < 1:
-        raise ValueError(f"`max_boxes` (={max_boxes!r}) must be a positive integer.")
+    image_size = check_square_size("image_size", image_size)
+    max_boxes = check_positive_int("max_boxes", max_boxes)
     mean, std = pp.IMAGENET_MEAN, pp.IMAGENET_STD
     builder = prepared_builder("coco/2017", data_dir)
+    train, valid, test = resolve_splits(
+        builder, (train_split, valid_split, test_split), ("train", "validation", "validation")
+    )
 
     def preprocess(example: dict, seed: tf.Tensor | None = None) -> dict:
         image, objects = example["image"], dict(example["objects"])
@@ -116,9 +126,10 @@ def coco(
         builder,
         train_fn=preprocess,
         eval_fn=preprocess,
-        train="train",
-        valid="validation",
-        test="validation",
+        train=train,
+        valid=valid,
+        test=test,
+        state_spec={"image_size": image_size, "max_boxes": max_boxes},
         num_classes=builder.info.features["objects"]["label"].num_classes,
         max_boxes=max_boxes,
         batch_size=batch_size,

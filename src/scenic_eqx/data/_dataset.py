@@ -19,7 +19,10 @@ class Dataset:
 
     Attributes:
         train_iter: an infinite iterator of shuffled training batches of exactly the
-            per-host `batch_size` (no padding: `batch_mask` is all ones).
+            per-host `batch_size` (no padding: `batch_mask` is all ones). For every
+            dataset of `get_dataset` it is a `ResumableIterator`: its position can be
+            saved and restored without replaying batches (except a tf.data source that
+            cannot be checkpointed, such as `from_generator`: see `_tf_iterator.py`).
         valid_iter: a re-iterable: each `iter(valid_iter)` is one fresh pass over this
             host's share of the validation split, in batches of exactly
             `eval_batch_size`, the last ones zero-padded with `batch_mask` 0.0, so that

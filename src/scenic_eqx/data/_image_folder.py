@@ -25,7 +25,8 @@ def _image_size(value) -> tuple[int, int]:
         height, width = (check_positive_int("image_size", v) for v in pair)
     except (TypeError, ValueError):
         raise ValueError(
-            f"`image_size` (={value!r}) must be a positive int or a (height, width) pair of them."
+            f"`image_size` (={value!r}) must be a positive int or a (height, width) pair of "
+            f"them. Received: {value!r} of type {type(value).__name__}."
         ) from None
     return height, width
 

@@ -11,6 +11,7 @@ import numpy as np
 from ._checks import check_positive_int, check_process
 from ._dataset import Batch
 from ._padding import pad_batch
+from ._resumable import begin_save, finish_save, read_state
 
 
 def _take(arrays: Mapping, rows) -> dict:
@@ -33,6 +34,70 @@ def _num_examples(arrays: Mapping) -> int:
     return next(iter(sizes.values()))
 
 
+def _permutation(shuffle_seed: int, epoch: int, size: int) -> np.ndarray:
+    """The order of epoch `epoch`: a function of `(shuffle_seed, epoch)` only."""
+    return np.random.default_rng([shuffle_seed, epoch]).permutation(size)
+
+
+class TrainBatches:
+    """Batches of `arrays` in a new seeded order each epoch; a `ResumableIterator`.
+
+    The batches cut the endless sequence `permutation(epoch 0) + permutation(epoch 1) +
+    ...` into consecutive runs of `batch_size` (a batch may span an epoch's end), so
+    batch `n` starts at element `n * batch_size`: the position is `n`, restored in O(1)
+    (one permutation drawn, whatever `n`).
+
+    Arguments:
+        arrays: this host's share: examples along axis 0, as in `train_batches`.
+        batch_size: examples per batch.
+        shuffle_seed: seed of the order.
+        spec: JSON values that identify the data (dataset, hosts, ...) in the saved
+            state; the batch size, seed and example count are added.
+    """
+
+    def __init__(self, arrays: dict, *, batch_size: int, shuffle_seed: int, spec: Mapping):
+        self._arrays, self._batch_size, self._shuffle_seed = arrays, batch_size, shuffle_seed
+        self._size = _num_examples(arrays)
+        self._mask = np.ones((batch_size,), np.float32)
+        self._taken = 0
+        self._orders: dict[int, np.ndarray] = {}
+        self._spec = {
+            "pipeline": "in_memory",
+            "batch_size": batch_size,
+            "shuffle_seed": shuffle_seed,
+            "num_examples": self._size,
+            **spec,
+        }
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            # Keep the current epoch's order only: at most one draw per epoch.
+            self._orders = {epoch: _permutation(self._shuffle_seed, epoch, self._size)}
+        return self._orders[epoch]
+
+    def __iter__(self) -> "TrainBatches":
+        return self
+
+    def __next__(self) -> Batch:
+        start = self._taken * self._batch_size
+        epochs, offsets = np.divmod(np.arange(start, start + self._batch_size), self._size)
+        indices = np.concatenate(
+            [self._order(int(epoch))[offsets[epochs == epoch]] for epoch in np.unique(epochs)]
+        )
+        self._taken += 1
+        return {**_take(self._arrays, indices), "batch_mask": self._mask}
+
+    def save_state(self, directory: str) -> None:
+        """Writes the number of batches taken into `directory` (see `ResumableIterator`)."""
+        directory = begin_save(directory)
+        finish_save(directory, self._spec, {"batches_taken": self._taken})
+
+    def restore_state(self, directory: str) -> None:
+        """Continues after the batches taken when `directory` was saved."""
+        position = read_state(directory, self._spec)
+        self._taken = int(position["batches_taken"])
+
+
 def train_batches(
     arrays: dict[str, np.ndarray],
     *,
@@ -40,7 +105,8 @@ def train_batches(
     shuffle_seed: int = 0,
     process_index: int = 0,
     process_count: int = 1,
-) -> Iterator[Batch]:
+    state_spec: dict | None = None,
+) -> TrainBatches:
     """An infinite iterator of shuffled batches of this host's share of `arrays`.
 
     Hosts take disjoint contiguous equal shares, the remainder dropped (as
@@ -54,10 +120,13 @@ def train_batches(
         shuffle_seed: seed of the order; the same seed gives the same batches.
         process_index: this host's index.
         process_count: the number of hosts.
+        state_spec: JSON values that identify the data (dataset name, its seed, ...)
+            in the saved position, so that a position is never restored into batches
+            of other data.
 
     Returns:
-        An iterator of dicts of `arrays`' keys `[batch_size, ...]` plus `batch_mask`
-        (float32 ones `[batch_size]`).
+        A `TrainBatches` (a `ResumableIterator`) of dicts of `arrays`' keys
+        `[batch_size, ...]` plus `batch_mask` (float32 ones `[batch_size]`).
     """
     batch_size = check_positive_int("batch_size", batch_size)
     process_index, process_count = check_process(process_index, process_count)
@@ -68,19 +137,13 @@ def train_batches(
             f"`process_count` (={process_count}) hosts."
         )
     start = process_index * share
-    arrays = _take(arrays, slice(start, start + share))
-    mask = np.ones((batch_size,), np.float32)
-
-    def batches():
-        order, epoch = np.zeros((0,), np.int64), 0
-        while True:
-            while len(order) < batch_size:
-                permutation = np.random.default_rng([shuffle_seed, epoch]).permutation(share)
-                order, epoch = np.concatenate([order, permutation]), epoch + 1
-            indices, order = order[:batch_size], order[batch_size:]
-            yield {**_take(arrays, indices), "batch_mask": mask}
-
-    return batches()
+    spec = {"process_index": process_index, "process_count": process_count, **(state_spec or {})}
+    return TrainBatches(
+        _take(arrays, slice(start, start + share)),
+        batch_size=batch_size,
+        shuffle_seed=shuffle_seed,
+        spec=spec,
+    )
 
 
 class EvalBatches:

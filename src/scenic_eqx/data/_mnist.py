@@ -17,6 +17,7 @@ imports TensorFlow Datasets and registers the builder under the name `mnist_offl
 import gzip
 import hashlib
 import importlib.util
+import io
 import os
 import pickle
 
@@ -48,6 +49,26 @@ def wheel_data_path() -> str:
     )
 
 
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays (and tuples, lists, numbers) and refuses every other class."""
+
+    _ALLOWED = {
+        # numpy's own reconstructor, under its numpy 1 and numpy 2 module names.
+        ("numpy.core.multiarray", "_reconstruct"): np.zeros(0).__reduce__()[0],
+        ("numpy._core.multiarray", "_reconstruct"): np.zeros(0).__reduce__()[0],
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"The MNIST pickle may hold numpy arrays only; it names {module}.{name}, "
+                "which is refused."
+            )
+        return self._ALLOWED[(module, name)]
+
+
 def load_arrays(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Reads the wheel's pickle as `{"train": (images, labels), "test": (...)}`.
 
@@ -66,8 +87,10 @@ def load_arrays(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise ValueError(
             f"{path} has SHA-256 {digest}, not the {SHA256} of {WHEEL}; reinstall the wheel."
         )
-    # A pickle from a pinned wheel whose hash was just checked; it holds only arrays.
-    train, valid, test = pickle.loads(gzip.decompress(raw), encoding="latin1")
+    # A pickle from a pinned wheel whose hash was just checked; it holds only arrays, and
+    # the unpickler builds nothing else (no function of the file's choosing is called).
+    unpickler = _ArraysOnlyUnpickler(io.BytesIO(gzip.decompress(raw)), encoding="latin1")
+    train, valid, test = unpickler.load()
 
     def to_uint8(images: np.ndarray) -> np.ndarray:
         # Stored as value / 256, exactly representable in float32: x 256 is exact.

@@ -19,6 +19,8 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 from ._checks import check_positive_int, check_process  # noqa: E402
 from ._dataset import Batch  # noqa: E402
+from ._tf_iterator import numpy_iterator  # noqa: E402
+from ._tfds_builder import read as _read, split_size  # noqa: E402
 
 Preprocess = Callable[[dict], dict]
 
@@ -59,22 +61,19 @@ def _leaves(spec, path: str = ""):
         yield from _leaves(value, f"{path}/{key}" if path else key)
 
 
-def _read(builder, split, *, shuffle_seed: int | None, decoders=None) -> tf.data.Dataset:
-    read_config = tfds.ReadConfig(
-        shuffle_seed=shuffle_seed,
-        # We cache explicitly where wanted; TFDS's own autocache would cache twice.
-        try_autocache=False,
-    )
-    return builder.as_dataset(
-        split=split,
-        shuffle_files=shuffle_seed is not None,
-        read_config=read_config,
-        decoders=decoders,
-    )
+def _materialised(ds: tf.data.Dataset) -> tf.data.Dataset | None:
+    """`ds` read into memory and sliced by index, when it is finite with fixed shapes.
 
-
-def _num_examples(builder, split) -> int:
-    return builder.info.splits[split].num_examples
+    The same elements in the same order as `ds.cache()`, but read at once, here: then
+    the iterator's saved state is an index, whereas a saved `cache()` holds every
+    cached example (the whole split, at every checkpoint). None for elements of
+    variable shape or a dataset of unknown size, which are cached as usual.
+    """
+    size = int(ds.cardinality())
+    fixed = all(spec.shape.is_fully_defined() for spec in tf.nest.flatten(ds.element_spec))
+    if size <= 0 or not fixed:
+        return None
+    return tf.data.Dataset.from_tensor_slices(ds.batch(size).get_single_element())
 
 
 def train_batches(
@@ -91,6 +90,7 @@ def train_batches(
     prefetch: int = 2,
     random_preprocess_fn: Callable[[dict, tf.Tensor], dict] | None = None,
     decoders: dict | None = None,
+    state_spec: dict | None = None,
 ) -> Iterator[Batch]:
     """An infinite iterator of shuffled training batches of this host's share of `split`.
 
@@ -113,16 +113,19 @@ def train_batches(
             the cache (see `train_pipeline`).
         decoders: TFDS decoders of the features (e.g. `tfds.decode.SkipDecoding()` for
             an image that `random_preprocess_fn` decodes itself).
+        state_spec: what else identifies the pipeline in its saved state (the dataset's
+            own options), as in `train_pipeline`; the dataset, split and hosts are added.
 
     Returns:
         An iterator of numpy dicts `inputs` `[batch_size, ...]`, `label`
-        `[batch_size]`, `batch_mask` ones `[batch_size]`.
+        `[batch_size]`, `batch_mask` ones `[batch_size]`; a `ResumableIterator` (see
+        `train_pipeline`).
     """
     batch_size = check_positive_int("batch_size", batch_size)
     shuffle_buffer_size = check_positive_int("shuffle_buffer_size", shuffle_buffer_size)
     process_index, process_count = check_process(process_index, process_count)
     host_split = tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
-    if _num_examples(builder, host_split) == 0:
+    if split_size(builder, host_split) == 0:
         # `repeat()` over nothing would spin forever instead of failing.
         raise ValueError(
             f"Split {split!r} has no examples for `process_index` (={process_index}) "
@@ -139,6 +142,12 @@ def train_batches(
         prefetch=prefetch,
         random_preprocess_fn=random_preprocess_fn,
         process_index=process_index,
+        state_spec={
+            "dataset": builder.name,
+            "split": str(split),
+            "process_count": process_count,
+            **(state_spec or {}),
+        },
     )
 
 
@@ -165,6 +174,7 @@ def train_pipeline(
     prefetch: int = 2,
     random_preprocess_fn: Callable[[dict, tf.Tensor], dict] | None = None,
     process_index: int = 0,
+    state_spec: dict | None = None,
 ) -> Iterator[Batch]:
     """`train_batches` from a host's share `ds` of any source (not only a TFDS builder).
 
@@ -179,27 +189,55 @@ def train_pipeline(
             same batches.
         process_index: this host's index, folded into the augmentation seeds (see
             `augmentation_seed`) so that hosts augment independently.
+        state_spec: JSON values that identify the source and preprocessing (dataset
+            name, split, image size, ...) in the saved state, beside the options above:
+            a state is restored only into a pipeline of the same spec.
 
     Returns:
-        An infinite iterator of numpy batches, as `train_batches`.
+        An infinite iterator of numpy batches, as `train_batches`: a
+        `ResumableIterator` whose state is tf.data's checkpoint of the pipeline (see
+        `_tf_iterator.py`), unless `ds` holds state tf.data cannot save (a
+        `from_generator` source), in which case a plain iterator. With `cache`, a
+        finite `ds` of fixed shapes is read into memory here rather than during the
+        first epoch, so that the saved state holds no copy of the cache (see
+        `_materialised`); the batches are the same.
     """
     batch_size = check_positive_int("batch_size", batch_size)
     shuffle_buffer_size = check_positive_int("shuffle_buffer_size", shuffle_buffer_size)
-    if cache:
-        ds = ds.cache()
-    ds = ds.repeat()
-    ds = ds.shuffle(shuffle_buffer_size, seed=shuffle_seed)
-    if random_preprocess_fn is None:
-        ds = _map(ds, lambda x: _with_mask(preprocess_fn(x)))
-    else:
-        seeds = tf.data.Dataset.random(seed=augmentation_seed(shuffle_seed, process_index)).batch(2)
-        ds = _map(
-            tf.data.Dataset.zip(ds, seeds),
-            lambda x, seed: _with_mask(random_preprocess_fn(x, seed)),
-        )
-    ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.prefetch(prefetch)
-    return iter(tfds.as_numpy(ds))
+    spec = {
+        "batch_size": batch_size,
+        "shuffle_seed": shuffle_seed,
+        "shuffle_buffer_size": shuffle_buffer_size,
+        "cache": bool(cache),
+        "augmented": random_preprocess_fn is not None,
+        "process_index": process_index,
+        **(state_spec or {}),
+    }
+    seed = augmentation_seed(shuffle_seed, process_index)
+
+    def pipeline(ds: tf.data.Dataset) -> tf.data.Dataset:
+        ds = ds.repeat()
+        ds = ds.shuffle(shuffle_buffer_size, seed=shuffle_seed)
+        if random_preprocess_fn is None:
+            ds = _map(ds, lambda x: _with_mask(preprocess_fn(x)))
+        else:
+            seeds = tf.data.Dataset.random(seed=seed).batch(2)
+            ds = _map(
+                tf.data.Dataset.zip(ds, seeds),
+                lambda x, seed: _with_mask(random_preprocess_fn(x, seed)),
+            )
+        ds = ds.batch(batch_size, drop_remainder=True)
+        return ds.prefetch(prefetch)
+
+    in_memory = _materialised(ds) if cache else None
+    if in_memory is None:
+        return numpy_iterator(pipeline(ds.cache() if cache else ds), spec)
+    # Whether tf.data can save the pipeline depends on its ops, not on the data: check
+    # them on a one-example stand-in rather than serialise the tensors held in memory.
+    stand_in = tf.data.Dataset.from_tensors(
+        tf.nest.map_structure(lambda x: tf.zeros(x.shape, x.dtype), ds.element_spec)
+    )
+    return numpy_iterator(pipeline(in_memory), spec, check=pipeline(stand_in))
 
 
 class EvalBatches:
@@ -258,7 +296,7 @@ def eval_batches(
     batch_size = check_positive_int("batch_size", batch_size)
     process_index, process_count = check_process(process_index, process_count)
     host_splits = tfds.even_splits(split, n=process_count, drop_remainder=False)
-    counts = [_num_examples(builder, s) for s in host_splits]
+    counts = [split_size(builder, s) for s in host_splits]
     ds = _read(builder, host_splits[process_index], shuffle_seed=None, decoders=decoders)
     return eval_pipeline(
         ds,

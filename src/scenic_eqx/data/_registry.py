@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_positive_int, check_process
+from ._checks import check_positive_int, check_process, check_seed
 from ._dataset import Dataset
 
 
@@ -58,8 +58,8 @@ _DATASETS: dict[str, _Entry | _Builder] = {
     "cifar10": _Builder("scenic_eqx.data._catalogue", "cifar10"),
     "cifar100": _Builder("scenic_eqx.data._catalogue", "cifar100"),
     "svhn_cropped": _Builder("scenic_eqx.data._catalogue", "svhn_cropped"),
-    "imagenet2012": _Builder("scenic_eqx.data._catalogue", "imagenet2012"),
-    "oxford_iiit_pet": _Builder("scenic_eqx.data._catalogue", "oxford_iiit_pet"),
+    "imagenet2012": _Builder("scenic_eqx.data._imagenet", "imagenet2012"),
+    "oxford_iiit_pet": _Builder("scenic_eqx.data._pet", "oxford_iiit_pet"),
     "coco/2017": _Builder("scenic_eqx.data._coco", "coco"),
     "arrays": _Builder("scenic_eqx.data._arrays", "arrays_dataset"),
     "image_folder": _Builder("scenic_eqx.data._image_folder", "image_folder_dataset"),
@@ -81,24 +81,33 @@ def list_datasets() -> list[str]:
 def _prepared_builder(name: str, entry: _Entry, data_dir: str | None):
     import tensorflow_datasets as tfds
 
+    from ._catalogue import not_prepared
+    from ._tfds_builder import is_readable
+
     # TFDS reads TFDS_DATA_DIR once, at import; reading it here honours a later setting.
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
     if entry.local_builder_module is not None:
         importlib.import_module(entry.local_builder_module)
     builder = tfds.builder(entry.tfds_name, data_dir=data_dir)
-    if not builder.is_prepared():
+    if not is_readable(builder):
         if entry.local_builder_module is None:
-            raise FileNotFoundError(
-                f"Dataset {name!r} is not prepared in {builder.data_dir}; this machine "
-                f"cannot download it. Prepare it where there is internet "
-                f"(`tfds build {entry.tfds_name} --data_dir DIR`), copy DIR here and pass "
-                "`data_dir` (or set TFDS_DATA_DIR)."
-            )
+            raise not_prepared(name, builder, data_dir)
         # Generated from files already on disk; nothing is downloaded.
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(try_download_gcs=False)
         )
     return builder
+
+
+def _check_data_dir(data_dir: object) -> str | None:
+    if data_dir is None:
+        return None
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise ValueError(
+            f"`data_dir` (={data_dir!r}) must be a path (str or os.PathLike) or None. "
+            f"Received: {data_dir!r} of type {type(data_dir).__name__}."
+        )
+    return os.fspath(data_dir)
 
 
 def get_dataset(
@@ -131,20 +140,42 @@ def get_dataset(
             `image_folder_dataset`) and `video_tfrecord` (see `video_tfrecord_dataset`);
             `docs/bring_your_own_data.md` shows each. The TFDS catalogue datasets
             (`cifar10`, `imagenet2012`, `coco/2017`, ...) take `shuffle_buffer_size`,
-            `cache`, `prefetch` and their own (`augment`, `randaugment`, `image_size`,
-            `task`, `max_boxes`, `manual_dir`; see `_catalogue.py` and `_coco.py`).
+            `cache`, `prefetch`, the splits `train_split`, `valid_split` and
+            `test_split` (e.g. `"train[:98%]"`), and their own (`augment`,
+            `randaugment`, `image_size`, `task`, `max_boxes`, `manual_dir`; see
+            `_catalogue.py`, `_imagenet.py`, `_pet.py` and `_coco.py`).
 
     Returns:
         A `Dataset`. For `digits`, `valid_iter` and `test_iter` are both passes over
-        its test split, which is the only held-out split.
+        its test split, which is the only held-out split. Its `train_iter` is a
+        `ResumableIterator` (its position saved and restored without replay), except
+        for a tf.data source that cannot be checkpointed (see `_tf_iterator.py`).
+
+    Raises:
+        ValueError, TypeError, FileNotFoundError: a bad argument, named in the message
+            with what was expected and what was received, checked before TensorFlow
+            is imported where it can be.
     """
-    if name not in _DATASETS:
-        close = difflib.get_close_matches(name, _DATASETS, n=3, cutoff=0.5)
+    if not isinstance(name, str) or name not in _DATASETS:
+        close = difflib.get_close_matches(str(name), _DATASETS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
             f"Unknown dataset `name` (={name!r}).{hint} "
-            f"Known datasets: {', '.join(list_datasets())}."
+            f"Known datasets: {', '.join(list_datasets())}. Received: {name!r}."
         )
+    # Checked before the dataset's module (and TensorFlow) is imported.
+    batch_size = check_positive_int("batch_size", batch_size)
+    eval_batch_size = check_positive_int(
+        "eval_batch_size", batch_size if eval_batch_size is None else eval_batch_size
+    )
+    shuffle_seed = check_seed("shuffle_seed", shuffle_seed)
+    data_dir = _check_data_dir(data_dir)
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    process_index, process_count = check_process(process_index, process_count)
     entry = _DATASETS[name]
     if isinstance(entry, _Builder):
         build = getattr(importlib.import_module(entry.module), entry.function)
@@ -161,18 +192,9 @@ def get_dataset(
     if unknown:
         raise TypeError(
             f"Unknown option(s) {', '.join(unknown)} for `get_dataset` of {name!r}; "
-            f"known: {', '.join(known)}."
+            f"known: {', '.join(known)}. Received: "
+            f"{', '.join(f'{key}={kwargs[key]!r}' for key in unknown)}."
         )
-    batch_size = check_positive_int("batch_size", batch_size)
-    eval_batch_size = check_positive_int(
-        "eval_batch_size", batch_size if eval_batch_size is None else eval_batch_size
-    )
-    if process_index is None or process_count is None:
-        import jax
-
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
-    process_index, process_count = check_process(process_index, process_count)
     if isinstance(entry, _Builder):
         return build(
             batch_size=batch_size,
@@ -204,8 +226,8 @@ def get_dataset(
         "num_classes": builder.info.features["label"].num_classes,
         "input_shape": (-1, *inputs_spec.shape[1:]),
         "input_dtype": np.dtype(inputs_spec.dtype.as_numpy_dtype).type,
-        "num_train_examples": builder.info.splits[entry.train].num_examples,
-        "num_eval_examples": builder.info.splits[entry.valid].num_examples,
+        "num_train_examples": _pipeline.split_size(builder, entry.train),
+        "num_eval_examples": _pipeline.split_size(builder, entry.valid),
         "target_is_onehot": False,
         "dataset_name": name,
     }

@@ -92,7 +92,13 @@ def synthetic_detection_dataset(
     process_index, process_count = check_process(process_index, process_count)
     hosts = {"process_index": process_index, "process_count": process_count}
     train = generate(num_train_examples, image_size=image_size, seed=seed, split="train")
-    train_iter = train_batches(train, batch_size=batch_size, shuffle_seed=shuffle_seed, **hosts)
+    train_iter = train_batches(
+        train,
+        batch_size=batch_size,
+        shuffle_seed=shuffle_seed,
+        state_spec={"dataset": "synthetic_detection", "image_size": image_size, "seed": seed},
+        **hosts,
+    )
     test = generate(num_test_examples, image_size=image_size, seed=seed, split="test")
     test_iter = EvalBatches(test, batch_size=eval_batch_size, **hosts)
     meta_data = {

@@ -168,11 +168,13 @@ def check_options(
     """The options of a synthetic shapes dataset, checked; a ValueError names a bad one."""
     image_size = check_positive_int("image_size", image_size)
     if image_size < 8:
-        raise ValueError(f"`image_size` (={image_size}) must be at least 8.")
+        raise ValueError(
+            f"`image_size` (={image_size}) must be at least 8. Received: {image_size}."
+        )
     num_train_examples = check_positive_int("num_train_examples", num_train_examples)
     num_test_examples = check_positive_int("num_test_examples", num_test_examples)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` (={seed!r}) must be a non-negative integer.")
+        raise ValueError(f"`seed` (={seed!r}) must be a non-negative integer. Received: {seed!r}.")
     return image_size, num_train_examples, num_test_examples, seed
 
 
@@ -212,7 +214,13 @@ def synthetic_segmentation_dataset(
     process_index, process_count = check_process(process_index, process_count)
     hosts = {"process_index": process_index, "process_count": process_count}
     train = generate(num_train_examples, image_size=image_size, seed=seed, split="train")
-    train_iter = train_batches(train, batch_size=batch_size, shuffle_seed=shuffle_seed, **hosts)
+    train_iter = train_batches(
+        train,
+        batch_size=batch_size,
+        shuffle_seed=shuffle_seed,
+        state_spec={"dataset": "synthetic_segmentation", "image_size": image_size, "seed": seed},
+        **hosts,
+    )
     test = generate(num_test_examples, image_size=image_size, seed=seed, split="test")
     test_iter = EvalBatches(test, batch_size=eval_batch_size, **hosts)
     meta_data = {
