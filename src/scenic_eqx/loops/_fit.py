@@ -21,6 +21,7 @@ from ._ema import with_params_ema
 from ._fit_actions import FitActions
 from ._flat_step import FlatTrainStep, zero_sums
 from ._flops import training_flops_per_example
+from ._input_position import InputPosition
 from ._logging import RunLogger
 from ._placement import Sharding, init_placed_train_state
 from ._peak_flops import peak_flops_per_device as lookup_peak_flops
@@ -107,10 +108,12 @@ def fit(
     """Trains `model` on `task` for `num_steps` optimizer steps, data-parallel over `mesh`.
 
     With a `workdir`, checkpoints go to `workdir/checkpoints` every `checkpoint_every`
-    steps and at the end, and a later call on the same `workdir` resumes from the latest
-    one: it skips the batches already consumed, so with a deterministic `train_batches`
-    the resumed run reproduces the uninterrupted one (bitwise on CPU). Step `i` draws its
-    randomness from `jax.random.fold_in(key, i)`.
+    steps and at the end, and a later call on the same `workdir` resumes from the newest
+    intact one. The input continues where it stood: a `train_batches` that saves its
+    position (`data.ResumableIterator`, as every `Dataset.train_iter`) restores it from
+    `workdir/input_state`; any other iterable is replayed, its consumed batches skipped.
+    With a deterministic `train_batches` the resumed run reproduces the uninterrupted
+    one (bitwise on CPU). Step `i` draws its randomness from `jax.random.fold_in(key, i)`.
 
     Faults (see `docs/fault_tolerance.md`): on SIGTERM the current step finishes, a
     checkpoint of it is saved and `Preempted` (exit code 143) is raised; on several
@@ -220,8 +223,12 @@ def fit(
         if restored is not None:
             state, sums = restored["train_state"], restored["metric_sums"]
     start_step = int(state.step)
-    # Resuming: the first `start_step` batches were consumed before the checkpoint.
-    batches = itertools.islice(batches, start_step, None)
+    input_position = InputPosition(train_batches, workdir)
+    if start_step and input_position.restore(start_step):
+        batches = iter(train_batches)  # at batch `start_step + 1`, whatever was peeked
+    else:
+        # Replay: the first `start_step` batches were consumed before the checkpoint.
+        batches = itertools.islice(batches, start_step, None)
 
     step_fn = FlatTrainStep(train_step, state, sums, mesh)
     logger = RunLogger(
@@ -246,7 +253,7 @@ def fit(
     actions = FitActions(
         step_fn, task, throughput, mesh, precision, schedule, eval_batches,
         evaluate_ema=ema_decay is not None, checkpointer=checkpointer, watchdog=guards.watchdog,
-        async_checkpoints=async_checkpoints,
+        async_checkpoints=async_checkpoints, input_position=input_position,
     )  # fmt: skip
     periodic = actions.periodic(log_every, eval_every, checkpoint_every)
     debugger = NanDebugger(make_step, optimizer, mesh) if debug_nans else None

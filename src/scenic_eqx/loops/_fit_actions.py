@@ -12,6 +12,7 @@ from ._divergence import nonfinite_message
 from ._ema import ema_model
 from ._evaluate import evaluate_on_mesh
 from ._flat_step import FlatTrainStep
+from ._input_position import InputPosition
 from ._periodic import Periodic
 from ._precision import Precision
 from ._throughput import Throughput
@@ -34,6 +35,7 @@ class FitActions:
         watchdog: told of the progress of evaluations (batch by batch) and saves.
         async_checkpoints: let training go on while a checkpoint is written, instead
             of waiting until it is on disk.
+        input_position: saves the training input's position with each checkpoint.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class FitActions:
         checkpointer: Checkpointer | None,
         watchdog: StepWatchdog,
         async_checkpoints: bool = False,
+        input_position: InputPosition | None = None,
     ):
         self.step_fn, self.task, self.throughput = step_fn, task, throughput
         self.mesh, self.precision, self.schedule = mesh, precision, schedule
@@ -56,6 +59,7 @@ class FitActions:
         self.checkpointer = checkpointer
         self.watchdog = watchdog
         self.async_checkpoints = async_checkpoints
+        self.input_position = input_position or InputPosition((), None)
         self.saved_step: int | None = None
 
     def periodic(self, log_every: int, eval_every: int | None, checkpoint_every: int | None) -> list[Periodic]:
@@ -115,9 +119,12 @@ class FitActions:
         """Saves the state and the metric sums as checkpoint `step` (or starts to, with
         `async_checkpoints`: a crash before it is written then loses it)."""
         self.check_finite()
+        # The input's position first: a checkpoint never exists without it.
+        self.input_position.save(step)
         self.checkpointer.save(step, train_state=self.step_fn.state, metric_sums=self.step_fn.sums)
         if not self.async_checkpoints:
             self.checkpointer.wait_until_finished()
+        self.input_position.keep_only([*self.checkpointer.all_steps(), step])
         self.saved_step = step
         return {}
 
