@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from ._linear import dense, linear
+
 
 @jax.custom_vjp
 def dot_product_attention_core(
@@ -79,22 +81,6 @@ def _core_bwd(residuals, grad):
 dot_product_attention_core.defvjp(_core_fwd, _core_bwd)
 
 
-def linear(weight: Array, bias: Array | None) -> eqx.nn.Linear:
-    """An `eqx.nn.Linear` holding the given `[out, in]` weight and `[out]` bias.
-
-    Built abstractly and then filled, which skips `eqx.nn.Linear`'s own random
-    initialisation (each eager random op is a compilation).
-    """
-    out_features, in_features = weight.shape
-    abstract = eqx.filter_eval_shape(
-        eqx.nn.Linear, in_features, out_features, use_bias=bias is not None,
-        key=jax.random.key(0),
-    )
-    if bias is None:
-        return eqx.tree_at(lambda lin: lin.weight, abstract, weight)
-    return eqx.tree_at(lambda lin: (lin.weight, lin.bias), abstract, (weight, bias))
-
-
 def _xavier_linear(in_features: int, out_features: int, *, key: PRNGKeyArray) -> eqx.nn.Linear:
     """A Linear layer with Xavier-uniform weights and zero bias, as in Google's ViT."""
     weight = jax.nn.initializers.xavier_uniform()(key, (out_features, in_features))
@@ -147,7 +133,7 @@ class MultiHeadDotProductAttention(eqx.Module):
 
     def _heads(self, linear: eqx.nn.Linear, x: Float[Array, "tokens in"]) -> Array:
         """Projects `x` and splits it into heads: `[heads, tokens, head_dim]`."""
-        y = jax.vmap(linear)(x)
+        y = dense(linear, x)
         return y.reshape(x.shape[0], self.num_heads, -1).transpose(1, 0, 2)
 
     def __call__(
@@ -196,7 +182,7 @@ class MultiHeadDotProductAttention(eqx.Module):
             ).transpose(1, 0, 2)
         else:
             o = dot_product_attention_core(q, k, v, mask, keep)
-        return jax.vmap(self.out)(o.transpose(1, 0, 2).reshape(x_q.shape[0], -1))
+        return dense(self.out, o.transpose(1, 0, 2).reshape(x_q.shape[0], -1))
 
 
 def _use_cudnn(q: Array, mask: Array | None, keep: Array | None) -> bool:

@@ -35,6 +35,7 @@ from ._decoder import Decoder
 from ._encoder import EncoderBlock
 from ._input_checks import check_image
 from ._layer_norm import LayerNorm
+from ._linear import dense
 from ._position_embedding import posemb_sincos_2d
 from ._resnet import ResNet
 
@@ -149,7 +150,7 @@ class DETR(eqx.Module):
         features, state = self.backbone.features(x, state)
         grid = features[f"stage_{len(self.backbone.stages)}"]
         height, width, _ = grid.shape
-        tokens = jax.vmap(self.input_projection)(grid.reshape(height * width, -1))
+        tokens = dense(self.input_projection, grid.reshape(height * width, -1))
         pos = jnp.asarray(posemb_sincos_2d(height, width, tokens.shape[-1]), tokens.dtype)
         valid = self._valid_tokens(x, height, width) if self.mask_zero_padding else None
         mask = None if valid is None else jnp.broadcast_to(valid[None], (len(valid),) * 2)
@@ -196,7 +197,7 @@ class DETR(eqx.Module):
             jnp.zeros_like(queries), memory, memory_mask=valid, query_pos=queries,
             memory_pos=pos, key=decoder_key,
         )
-        logits = jax.vmap(jax.vmap(self.class_head))(hidden)
+        logits = jax.vmap(lambda h: dense(self.class_head, h))(hidden)
         # Boxes in float32, the sigmoid too: near 1, bfloat16 steps by 2**-8 (3 pixels of
         # an 800-pixel image), while rounding the sigmoid's input to bfloat16 moves a box
         # by at most ~2**-11.

@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._decoder import Decoder
 from ._encoder import Encoder
+from ._linear import dense
 
 TRANSFORMER_VARIANTS: dict[str, dict[str, int]] = {
     # Vaswani et al. 2017, Table 3: d_model, N, h, d_ff of the base and big models.
@@ -182,7 +183,7 @@ class TransformerEncoderDecoder(eqx.Module):
         y = self._embed(self.target_embedding, self.target_posemb, target_in, "target")
         y = self.dropout(y, key=k_dropout)
         y = self.decoder(y, memory, causal=True, memory_mask=source != self.pad_id, key=k_decoder)
-        return jax.vmap(self.head)(y)
+        return dense(self.head, y)
 
     def __call__(
         self, inputs: dict[str, Int[Array, " _"]], *, key: PRNGKeyArray | None = None

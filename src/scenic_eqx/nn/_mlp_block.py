@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._attention import linear
+from ._linear import dense, linear
 
 
 def gelu(x: Array, approximate: bool = False) -> Array:
@@ -62,6 +62,6 @@ class MlpBlock(eqx.Module):
     ) -> Float[Array, "tokens dim"]:
         """Applies the block to each token (row) of `x`; `key` drives dropout."""
         k1, k2 = (None, None) if key is None else jax.random.split(key)
-        h = gelu(jax.vmap(self.dense1)(x), self.gelu_approximate)
+        h = gelu(dense(self.dense1, x), self.gelu_approximate)
         h = self.dropout(h, key=k1)
-        return self.dropout(jax.vmap(self.dense2)(h), key=k2)
+        return self.dropout(dense(self.dense2, h), key=k2)
