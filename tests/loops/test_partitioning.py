@@ -281,7 +281,8 @@ def test_sharded_forward_and_gradient_equal_replicated(name, model_axis_size, sh
     loss_s, grads_s = step(sharded, images, labels)
     np.testing.assert_allclose(loss_s, loss, rtol=1e-5)
     for g_s, g in zip(jax.tree.leaves(grads_s), jax.tree.leaves(grads)):
-        np.testing.assert_allclose(g_s, g, rtol=1e-5, atol=1e-7)
+        # Sharded reductions sum in another order: errors scale with the leaf's magnitude.
+        np.testing.assert_allclose(g_s, g, rtol=1e-5, atol=1e-6 * float(np.abs(g).max()))
 
 
 # ----------------------------------------------------------------------------- optimizers

@@ -6,6 +6,8 @@ have other axes (a `"model"` axis for tensor parallelism): batches are replicate
 them.
 """
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -20,6 +22,7 @@ def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(devices), ("data",))
 
 
+@functools.lru_cache(maxsize=16)
 def num_local_devices(mesh: Mesh) -> int:
     """How many distinct slices of the `"data"` axis this host's devices hold.
 
