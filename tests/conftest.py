@@ -1,8 +1,8 @@
 """Strict settings for the whole suite.
 
 Eight fake CPU devices, so that every sharded code path is exercised on one machine;
-rank promotion raises; every jaxtyping annotation in `scenic_eqx` is checked by beartype
-(see `--jaxtyping-packages` in pyproject.toml).
+rank promotion raises; compiled programs are cached on disk; every jaxtyping annotation in `scenic_eqx.nn` and `scenic_eqx.tasks`
+is checked by beartype, as in a user's program (`scenic_eqx._shape_checks`).
 """
 
 import os
@@ -12,11 +12,26 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 )
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A persistent compilation cache, shared by both test workers and every process a test
+# starts (the variables are inherited): many tests compile the same small programs, and a
+# rerun of the suite compiles almost nothing. Delete `.jax_cache/` to start cold.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_ROOT, ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+from scenic_eqx import _shape_checks  # noqa: E402
+
+if not _shape_checks.installed():
+    variable = _shape_checks.ENVIRONMENT_VARIABLE
+    raise pytest.UsageError(
+        f"The suite tests scenic_eqx with its shape checks on: unset `{variable}`. "
+        f"Received: {variable}={os.environ.get(variable)!r}."
+    )
 
 
 @pytest.fixture

@@ -2,10 +2,23 @@
 
 `import scenic_eqx` never imports TensorFlow: only the pipelines in `scenic_eqx.data` do,
 when a dataset is built.
+
+Shape checks are on by default: every jaxtyping annotation of `scenic_eqx.nn` and
+`scenic_eqx.tasks` is checked by beartype when the function is called (under `jit`, once
+per input shape, while tracing), so a wrong input raises `jaxtyping.TypeCheckError`
+naming the parameter, its annotated axes and the array received. Set the environment
+variable `SCENIC_EQX_SHAPE_CHECKS=0` before importing scenic_eqx to leave the modules
+unchecked, or call `jaxtyping.config.update("jaxtyping_disable", True)` to skip the checks
+from then on. See `scenic_eqx._shape_checks`.
 """
 
-from . import loops as loops
-from . import nn as nn
-from . import tasks as tasks
+from . import _shape_checks
+
+# Before the subpackages: the hook checks only the modules imported after it.
+_shape_checks.install()
+
+from . import loops as loops  # noqa: E402
+from . import nn as nn  # noqa: E402
+from . import tasks as tasks  # noqa: E402
 
 __version__ = "0.1.0"
