@@ -22,11 +22,12 @@ from ._fit_actions import FitActions
 from ._flat_step import FlatTrainStep, zero_sums
 from ._flops import training_flops_per_example
 from ._input_position import InputPosition
-from ._logging import RunLogger
+from ._logging import RunLogger, read_history
 from ._placement import Sharding, init_placed_train_state
 from ._peak_flops import peak_flops_per_device as lookup_peak_flops
 from ._periodic import run_due
 from ._precision import Precision, get_precision
+from ._resume import start_in_workdir
 from ._run_guards import RunGuards
 from ._sharding import data_mesh, host_batch, replicate
 from ._steps import make_train_step
@@ -115,6 +116,20 @@ def fit(
     With a deterministic `train_batches` the resumed run reproduces the uninterrupted
     one (bitwise on CPU). Step `i` draws its randomness from `jax.random.fold_in(key, i)`.
 
+    Resuming (see "Resuming and extending a run" in `docs/fault_tolerance.md`): a resumed
+    run says `resumed from step N of M (workdir ...)` on the `scenic_eqx` logger (INFO)
+    and on stderr (a fresh start says nothing), and drops from `metrics.jsonl` the
+    records an earlier attempt logged after step N, which it logs again: each step is
+    recorded once. A run whose newest checkpoint is at `num_steps` is finished: `fit`
+    says `run already finished at step N (workdir ...)` and returns that state and the
+    history read back from `metrics.jsonl`, without training or evaluating. A larger
+    `num_steps` continues a finished (or interrupted) run from its last checkpoint.
+    `workdir/run.json` records `num_steps`; the optimizer's learning-rate schedule is
+    whatever `optimizer` holds (`fit` cannot see it), so a schedule built from
+    `num_steps` (`warmup_cosine_decay`, ...) and rebuilt for another `num_steps` changes
+    shape from the resumed step on: `fit` warns `num_steps changed from A to B: the
+    learning-rate schedule is rebuilt for B steps and continues from step N`.
+
     Faults (see `docs/fault_tolerance.md`): on SIGTERM the current step finishes, a
     checkpoint of it is saved and `Preempted` (exit code 143) is raised; on several
     processes every host stops at the same step (JAX's preemption sync point). A first
@@ -130,7 +145,8 @@ def fit(
             labels, `batch_mask`), at least `num_steps` long; yields the same sequence
             on every run.
         optimizer: any optax transformation (`optax.adamw(schedule)`, ...).
-        num_steps: the total number of optimizer steps.
+        num_steps: the total number of optimizer steps (not below the step of the
+            checkpoint in `workdir`, if any).
         key: the run's PRNG key (dropout, stochastic depth).
         model_state: the model's `eqx.nn.State`; built from the model when `None`.
         eval_batches: an iterable of eval batches (re-iterated at each evaluation) or a
@@ -143,7 +159,8 @@ def fit(
         mesh: the device mesh (default: every device, on a `"data"` axis); it may have a
             `"model"` axis too (`loops.device_mesh`), for tensor-parallel `sharding`.
         callbacks: functions `callback(step, record, state)` called after each record.
-        schedule: the learning-rate schedule, to log `learning_rate`.
+        schedule: the learning-rate schedule, to log `learning_rate` (the optimizer's
+            own schedule is what trains; pass the same one).
         max_checkpoints_to_keep: how many of the latest checkpoints to keep.
         progress: show a progress bar (with the time left).
         sharding: how parameters and optimizer state are laid out on `mesh`:
@@ -180,9 +197,14 @@ def fit(
         `precision`) and one dict per record (`step`, the training metrics,
         `examples_per_sec`, `examples_per_sec_per_device`, `mfu` when the FLOPs and the
         chip's peak are known, `learning_rate`, and `eval_<name>` metrics at evaluation
-        steps). The first record also holds `compile_seconds` of the step.
+        steps). The first record also holds `compile_seconds` of the step. A resumed
+        run's history starts after the restored step; a finished run's is every record
+        of `workdir/metrics.jsonl` (`[]` on a process that cannot read that file).
 
     Raises:
+        ValueError: the checkpoint in `workdir` was written by another model, optimizer
+            or precision (the message names the checkpoint and the first array that
+            differs), or `num_steps` is below its step.
         FloatingPointError: the loss or a gradient stopped being finite; the message
             names the first such step. No checkpoint is written after it, so the last
             good one is kept.
@@ -218,10 +240,21 @@ def fit(
     checkpointer = None
     if workdir is not None:
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=max_checkpoints_to_keep)
-        # The newest checkpoint that verifies; damaged ones are set aside with a warning.
-        _, restored = checkpointer.restore_latest_intact(train_state=state, metric_sums=sums)
+        try:
+            # The newest checkpoint that verifies; damaged ones are set aside with a warning.
+            restored_step, restored = checkpointer.restore_latest_intact(train_state=state, metric_sums=sums)
+            finished = start_in_workdir(
+                workdir, restored_step=restored_step, num_steps=num_steps,
+                is_main_process=jax.process_index() == 0,
+            )  # fmt: skip
+        except BaseException:
+            checkpointer.close()
+            raise
         if restored is not None:
             state, sums = restored["train_state"], restored["metric_sums"]
+        if finished:
+            checkpointer.close()
+            return state, read_history(workdir, num_steps)
     start_step = int(state.step)
     input_position = InputPosition(train_batches, workdir)
     if start_step and input_position.restore(start_step):

@@ -133,8 +133,11 @@ def check_structure(manifest: dict, name: str, raw: list[tuple[str, jax.Array]],
     in_saved, in_like = set(saved_paths), set(like_paths)
     only_saved = [p for p in saved_paths if p not in in_like]
     only_like = [p for p in like_paths if p not in in_saved]
+    # Name the one of the two that comes first in tree order.
+    first_saved = saved_paths.index(only_saved[0]) if only_saved else len(saved)
+    first_like = like_paths.index(only_like[0]) if only_like else len(raw)
     counts = f"The checkpoint has {len(saved)} arrays in `{name}`, the state {len(raw)}"
-    if only_saved:
+    if only_saved and first_saved <= first_like:
         first = f"`{name}{only_saved[0]}` is in the checkpoint but not in the state to restore"
     elif only_like:
         first = f"`{name}{only_like[0]}` is in the state to restore but not in the checkpoint"
