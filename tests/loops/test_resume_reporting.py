@@ -197,7 +197,8 @@ def test_extending_num_steps_continues_the_run_and_warns_of_the_schedule(crashed
             "and continues from step 6",
         ),
     ]
-    assert "num_steps changed from 6 to 8" in said.stderr
+    # Shown by the logging handler (here the test's), so not printed a second time.
+    assert "num_steps changed" not in said.stderr
     assert int(state.step) == 8
     assert [h["step"] for h in history] == [7, 8]
     # The rebuilt schedule, from the optimizer's restored step count on.

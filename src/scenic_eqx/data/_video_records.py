@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .._extras import require
+
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "clip/label/index"
 
@@ -43,7 +45,7 @@ def write_video_records(
     """
     if not (isinstance(jpeg_quality, int) and 1 <= jpeg_quality <= 100):
         raise ValueError(f"`jpeg_quality` (={jpeg_quality!r}) must be an int in 1..100.")
-    import tensorflow as tf
+    tf = require("tensorflow", "data", "scenic_eqx.data.write_video_records")
 
     path = os.fspath(path)
     if os.path.dirname(path):

@@ -5,7 +5,11 @@ not). Random ops are stateless: they take an integer `[2]` `seed`. Batch-level m
 (`mixup`, `cutmix`) lives in `scenic_eqx.data` itself and needs no TensorFlow.
 """
 
-from ._preprocess import (
+from .._extras import require
+
+require("tensorflow", "data", "scenic_eqx.data.ops")
+
+from ._preprocess import (  # noqa: E402
     CIFAR10_MEAN as CIFAR10_MEAN,
     CIFAR10_STD as CIFAR10_STD,
     CIFAR100_MEAN as CIFAR100_MEAN,
@@ -29,4 +33,4 @@ from ._preprocess import (
     split_seed as split_seed,
     value_range as value_range,
 )
-from ._randaugment import randaugment as randaugment
+from ._randaugment import randaugment as randaugment  # noqa: E402

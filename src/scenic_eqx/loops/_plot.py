@@ -4,14 +4,19 @@ import json
 import math
 import os
 
+from .._extras import require
+
 
 def plot_metrics(jsonl_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
     """Plots every metric of `jsonl_path` against the step, one panel per metric.
 
     Training and `eval_` versions of a metric share a panel; `examples_per_sec`,
     `learning_rate` and `num_params` are left out.
+
+    Raises:
+        ImportError: matplotlib is not installed (`pip install 'scenic-eqx[logging]'`).
     """
-    import matplotlib
+    matplotlib = require("matplotlib", "logging", "scenic_eqx.loops.plot_metrics")
 
     matplotlib.use("Agg")  # no display here; must precede pyplot
     import matplotlib.pyplot as plt

@@ -29,11 +29,13 @@ def report(message: str, level: int = logging.INFO, *, show: bool = True) -> Non
     """Logs `message` on the `scenic_eqx` logger and, if `show`, prints it to stderr
     (through tqdm, so that a progress bar is not torn).
 
-    A warning is not printed when no logging handler is set up: Python's last-resort
-    handler prints it already.
+    Warnings are not printed: a logging handler shows them already (the user's, or
+    Python's last-resort handler).
     """
     LOGGER.log(level, message)
-    if show and (level < logging.WARNING or LOGGER.hasHandlers()):
+    # A warning is shown by the user's handler or, without one, by Python's last-resort
+    # handler; an info record by neither unless the user asked for it: print it.
+    if show and level < logging.WARNING:
         tqdm.write(message, file=sys.stderr)
 
 

@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from .._extras import require
 from ._weights_rules import Rule, batch_norm, same, split, tokens, torch_linear
 
 TIMM_GELU_APPROXIMATE, TIMM_LAYER_NORM_EPS = False, 1e-6
@@ -142,6 +143,7 @@ def read_safetensors(path: str) -> tuple[dict[str, np.ndarray], str]:
     transformers' task models prefix their backbone (`vit.`, `resnet.`); the prefix is
     removed. Files with neither flavour's keys count as timm (and then fail by name).
     """
+    require("safetensors", "weights", "Loading a .safetensors checkpoint")
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .._extras import require
 from ._evaluator import Evaluator
 
 # COCOeval.stats indices of the box metrics reported (the rest are recalls).
@@ -49,6 +50,8 @@ class CocoEvaluator(Evaluator):
     def __init__(self, max_detections: int = 100):
         if isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 1:
             raise ValueError(f"`max_detections` (={max_detections!r}) must be a positive integer")
+        # Checked here, not after a whole evaluation pass in `result`.
+        require("pycocotools", "coco", "COCO AP (scenic_eqx.tasks.CocoEvaluator)")
         self.max_detections = max_detections
         self._images: list[dict] = []
         self._targets: list[np.ndarray] = []  # rows: image_id, x, y, w, h, class

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
+from ..._extras import require
 from ._common import match
 
 
@@ -29,6 +30,8 @@ def _solve(
     cost: Float[Array, "batch k l"], padded: Bool[Array, "batch k l"]
 ) -> Int[Array, "batch k"]:
     del padded  # Already priced in: padded targets cost more than every real one.
+    # Checked while tracing: a missing scipy would otherwise fail inside the callback.
+    require("scipy", "matching", 'The "hungarian" matcher')
     return jax.pure_callback(
         _host_solve,
         jax.ShapeDtypeStruct(cost.shape[:-1], jnp.int32),
