@@ -1,7 +1,7 @@
 import ml_collections
 import pytest
 
-from scenic_eqx import _config, _experiment, loops
+from scenic_eqx import _config, loops, run
 
 CONFIG = "projects/baselines/configs/digits_cnn.py"
 
@@ -51,11 +51,11 @@ def test_unknown_top_level_key_is_an_error(config):
 def test_unknown_optimizer_and_schedule_list_choices(config):
     config.optimizer = "adamm"
     with pytest.raises(ValueError, match=r"Unknown `config.optimizer` \(='adamm'\). Did you mean .*'adam'.*Valid choices: .*sgd"):
-        _experiment.build_optimizer(config)
+        run.build_optimizer(config)
     config.optimizer = "adam"
     config.schedule = "cosine"
     with pytest.raises(ValueError, match=r"Unknown `config.schedule` \(='cosine'\).*Valid choices: constant, warmup_cosine_decay"):
-        _experiment.build_optimizer(config)
+        run.build_optimizer(config)
 
 
 def test_missing_config_file():
@@ -87,7 +87,7 @@ def test_learning_rate_multipliers_scale_their_parameter_groups(config):
     with config.unlocked():
         config.learning_rate_multipliers = {"backbone": 0.1}
     _config.check_keys(config)
-    optimizer, _ = _experiment.build_optimizer(config)
+    optimizer, _ = run.build_optimizer(config)
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     assert jnp.allclose(updates.head, -0.5) and jnp.allclose(updates.backbone["conv"], -0.05)
     assert jnp.allclose(updates.backbone["norm"], -0.05)
@@ -98,7 +98,7 @@ def test_learning_rate_multipliers_scale_their_parameter_groups(config):
     opt_shardings = loops.opt_state_shardings(optimizer, opt_state, param_shardings, mesh)
     assert len(jax.tree.leaves(opt_shardings)) == len(jax.tree.leaves(opt_state))
     config.learning_rate_multipliers = {"backbones": 0.1}
-    optimizer, _ = _experiment.build_optimizer(config)
+    optimizer, _ = run.build_optimizer(config)
     with pytest.raises(ValueError, match=r"names \['backbones'\], which match no trainable parameter"):
         optimizer.init(params)
 

@@ -2,12 +2,13 @@
 
 import ast
 import difflib
-import importlib.util
 import inspect
+import json
 import os
 
 import ml_collections
 
+from ._imports import import_file
 from .loops import NO_WEIGHT_DECAY
 
 # Every key a training config may set, with what it means. Unknown keys are errors, so
@@ -21,8 +22,12 @@ CONFIG_KEYS = {
     "model": "constructor arguments overriding the model's variant",
     "task_name": "a name from `scenic_eqx.tasks.list_tasks()`",
     "task": "keyword arguments of the task's constructor",
-    "optimizer": "the name of an optax optimizer taking `learning_rate` (e.g. 'adamw')",
-    "optimizer_kwargs": "its other keyword arguments",
+    "optimizer": (
+        "a name from `scenic_eqx.run.list_optimizers()` (e.g. 'adamw'), or a function "
+        "`FILE.py:NAME` or `module:NAME` called as `NAME(config, schedule)` that returns an optax "
+        "`GradientTransformation`; a config file's own `get_optimizer` is named here by `load_config`"
+    ),
+    "optimizer_kwargs": "the named optimizer's other keyword arguments",
     "schedule": "the name of a schedule in `scenic_eqx.loops` (e.g. 'warmup_cosine_decay')",
     "schedule_kwargs": "its keyword arguments; `num_steps` is filled in",
     "learning_rate_multipliers": (
@@ -50,6 +55,14 @@ CONFIG_KEYS = {
     ),
     "debug_nans": "check every step for a non-finite loss or gradient and name the parameter (slower)",
     "async_checkpoints": "go on training while a checkpoint is written (a crash may then lose it)",
+    "trainer": (
+        "the project's own training function, `FILE.py:NAME` or `module:NAME`, which `scenic-eqx "
+        "train` calls as `NAME(config, workdir)` instead of `scenic_eqx.run.train`; None: the library's"
+    ),
+    "config_file": (
+        "the config file's path, set by `load_config`: `scenic-eqx eval` without `--config` imports "
+        "it again, so that what it registers (models, tasks, datasets) is found"
+    ),
 }
 
 # The value a config gets for each optional key it does not set, so that every key can
@@ -68,20 +81,27 @@ DEFAULTS = {
     "step_timeout_seconds": None,
     "debug_nans": False,
     "async_checkpoints": False,
+    "trainer": None,
+    "config_file": None,
 }
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-    """Calls `get_config()` of the Python file `spec` (`FILE` or `FILE:ARG`, as `get_config(ARG)`)."""
+    """Calls `get_config()` of the Python file `spec` (`FILE` or `FILE:ARG`, as `get_config(ARG)`).
+
+    The file is imported once per process (its top-level code, which may register models,
+    tasks or datasets, runs once); `get_config` is called on every load. If the file also
+    defines `get_optimizer(config, schedule)`, `config.optimizer` names it (`FILE:get_optimizer`).
+    `config.config_file` is set to the file's absolute path; keys the config does not set
+    get their `DEFAULTS`.
+    """
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"`--config` must name an existing Python file (FILE or FILE:ARG). Received: "
             f"{spec!r}: the file {path!r} does not exist."
         )
-    module_spec = importlib.util.spec_from_file_location("_scenic_eqx_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = import_file(path)
     if not callable(getattr(module, "get_config", None)):
         raise ValueError(
             f"`--config` file must define `get_config()`. Received: {path!r}, which defines no "
@@ -90,10 +110,79 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     config = _call_get_config(module.get_config, path, arg)
     check_keys(config)
     with config.unlocked():
+        config.config_file = os.path.abspath(path)
+        if hasattr(module, "get_optimizer"):
+            _check_get_optimizer(module.get_optimizer, path)
+            config.optimizer = f"{config.config_file}:get_optimizer"
+    return _with_defaults(config)
+
+
+def _check_get_optimizer(get_optimizer, path: str) -> None:
+    """Raises unless `get_optimizer` can be called as `get_optimizer(config, schedule)`."""
+    try:
+        inspect.signature(get_optimizer).bind(None, None)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`get_optimizer` in {path!r} must be a function of `(config, schedule)` returning an "
+            f"optax `GradientTransformation`. Received: {_describe(get_optimizer)}."
+        ) from None
+
+
+def _describe(value) -> str:
+    try:
+        return f"`{getattr(value, '__name__', type(value).__name__)}{inspect.signature(value)}`"
+    except (TypeError, ValueError):
+        return f"a {type(value).__name__}"
+
+
+def _with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    with config.unlocked():
         for name, value in DEFAULTS.items():
             if name not in config:
                 config[name] = value
     return config
+
+
+def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved in `workdir/config.json`, with what its config file registers.
+
+    JSON has no tuples: sequences come back as tuples, as configs write them. The config
+    file the run was started from (`config.config_file`) is imported again (once per
+    process), so that the models, tasks and datasets it registers are found, and so is
+    its `get_optimizer`.
+
+    Raises:
+        FileNotFoundError: `workdir` holds no `config.json`, or the config file it names
+            no longer exists.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"`workdir` (={workdir!r}) holds no `config.json`, which a training run writes when "
+            f"it starts; give the config file instead (`--config FILE`). Received: {workdir!r}."
+        )
+    with open(path) as f:
+        config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    check_keys(config)
+    config = _with_defaults(config)
+    if config.config_file is not None:
+        if not os.path.isfile(config.config_file):
+            raise FileNotFoundError(
+                f"`config.config_file` in {path!r} names {config.config_file!r}, which no longer "
+                "exists; its code (registered models, tasks, datasets, `get_optimizer`) is needed. "
+                f"Give the config file instead (`--config FILE`). Received: {config.config_file!r}."
+            )
+        import_file(config.config_file)
+    return config
+
+
+def _tuples(value):
+    """`value` read from JSON, with every list a tuple."""
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
 
 
 def _call_get_config(get_config, path: str, arg: str) -> ml_collections.ConfigDict:

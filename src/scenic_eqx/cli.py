@@ -1,13 +1,24 @@
 """The `scenic-eqx` command: `scenic-eqx {train,eval} --config FILE --workdir DIR [--config.key=value ...]`.
 
-Exit codes: 0 done; 2 a bad command line or config; 143 preempted (SIGTERM) after
-saving a checkpoint: the same command resumes; 130 interrupted (Ctrl-C); 124 a process
-made no progress for `config.step_timeout_seconds` (see docs/fault_tolerance.md).
+`train` runs `scenic_eqx.run.train`, or the project's own function that `config.trainer`
+names; `eval` reads the run's saved `DIR/config.json` unless `--config` is given. The
+current directory is importable (as with `python -m`), so a config file may import its
+project's modules (`import projects.foo.model`), which register their models, tasks and
+datasets.
+
+Exit codes: 0 done; 1 ml_collections missing (`pip install 'scenic-eqx[cli]'`); 2 a bad
+command line or config; 143 preempted (SIGTERM) after saving a checkpoint: the same
+command resumes; 130 interrupted (Ctrl-C); 124 a process made no progress for
+`config.step_timeout_seconds` (see docs/fault_tolerance.md).
 """
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Mapping
+
+from ._extras import require
 
 # JAX's default heartbeat timeout is 100 s: a dead peer would hold the others that long.
 HEARTBEAT_TIMEOUT_SECONDS = 30
@@ -24,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in [("train", "train (resuming from DIR's checkpoint), then evaluate on test"),
                        ("eval", "evaluate DIR's latest checkpoint on test")]:
         command = commands.add_parser(name, help=text)
-        command.add_argument("--config", required=True, help="a config file, FILE or FILE:ARG")
+        command.add_argument(
+            "--config", required=name == "train",
+            help="a config file, FILE or FILE:ARG" + ("" if name == "train" else " (default: DIR/config.json, "
+                 "the config the run saved)"),
+        )  # fmt: skip
         command.add_argument("--workdir", required=True, help="checkpoints and logs go here")
         hosts = command.add_argument_group(
             "multi-host", "run one process per host, each with the same command and its own --process_id"
@@ -80,31 +95,55 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
+def _load_config(args: argparse.Namespace, overrides: list[str]):
+    """The config of the command line: `--config`'s file, else the run's saved one, overridden."""
+    from . import run
+
+    config = run.load_config(args.config) if args.config else run.load_saved_config(args.workdir)
+    for assignment in overrides:
+        run.apply_override(config, assignment)
+    return config
+
+
+def _rounded(value):
+    """A metric as a number rounded to 5 decimals (a 0-d array too); other values as they are."""
+    try:
+        return round(float(value), 5)
+    except (TypeError, ValueError):
+        return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
     rest, overrides = _split_overrides(argv)
     args = _parser().parse_args(rest)
-    from . import _config, _experiment, loops
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        require("ml_collections", "cli", "The scenic-eqx command")
+    except ImportError as error:
+        print(f"scenic-eqx: error: {error}", file=sys.stderr)
+        return 1
+    from . import loops, run
 
     try:
-        config = _config.load_config(args.config)
-        for assignment in overrides:
-            _config.apply_override(config, assignment)
+        config = _load_config(args, overrides)
+        action = run.get_trainer(config) if args.command == "train" else run.evaluate
     except (ValueError, FileNotFoundError) as error:
         print(f"scenic-eqx: error: {error}", file=sys.stderr)
         return 2
     _initialize_distributed(args)
-    run = _experiment.train if args.command == "train" else _experiment.evaluate
     try:
-        results = run(config, args.workdir)
+        results = action(config, args.workdir)
     except loops.Preempted as preempted:
         print(f"scenic-eqx: {preempted} Run the same command to resume.", file=sys.stderr)
         return preempted.code
     except KeyboardInterrupt as interrupt:
         print(f"scenic-eqx: {str(interrupt) or 'Interrupted.'}", file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
-    print("test " + json.dumps({k: round(v, 5) for k, v in results.items()}))
+    if isinstance(results, Mapping):  # a project's trainer may return nothing
+        print("test " + json.dumps({k: _rounded(v) for k, v in results.items()}, default=str))
     return 0
 
 

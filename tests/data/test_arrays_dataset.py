@@ -41,10 +41,12 @@ def test_meta_data_and_batch_contract():
         "num_classes": 3,
         "input_shape": (-1, 4, 3, 1),
         "input_dtype": np.float32,
+        "label_shape": (),
         "num_train_examples": 50,
         "num_eval_examples": 21,
         "target_is_onehot": False,
         "dataset_name": "arrays",
+        "valid_source": "test",
     }
     batch = next(ds.train_iter)
     assert set(batch) == {"inputs", "label", "batch_mask"}
@@ -132,13 +134,14 @@ def test_npz_errors(tmp_path):
     "train, test, extra, match",
     [
         (None, "ok", {}, r"needs `train` and `test` .* or `npz`; got train=None, test=set"),
-        ("pair", "ok", {}, r"`train` must be a pair `\(inputs, labels\)`; got str"),
-        ((np.zeros((3, 2)), np.zeros(2, int)), "ok", {}, r"`train` must be `\(inputs \[n, \.\.\.\], labels \[n\]\)` with n > 0; got shapes \(3, 2\) and \(2,\)"),
-        ((np.zeros((2, 2), np.int32), np.zeros(2, int)), "ok", {}, r"`train` inputs must be uint8 or floating; got int32"),
-        ((np.zeros((2, 2)), np.zeros(2)), "ok", {}, r"`train` labels must be integer class indices; got float64"),
+        ("pair", "ok", {}, r"`train` must be a pair `\(inputs, labels\)`. Received: str"),
+        ((np.zeros((3, 2)), np.zeros(2, int)), "ok", {}, r"`train` labels must have one entry per example: a leading size of 3 .* Received: shape \(2,\)"),
+        ((np.zeros((2, 2), np.int32), np.zeros(2, int)), "ok", {}, r"`train` inputs must be uint8 or floating. Received: dtype int32"),
+        ((np.zeros((2, 2)), np.array(["a", "b"])), "ok", {}, r"`train` labels must be integer \(classes\), floating \(targets\) or bool. Received: dtype <U1"),
+        ((np.zeros((2, 2)), np.zeros(2)), "ok", {}, r"`test` labels must have the per-example shapes and kinds .* of the `train` labels, \(\(\), 'floating'\). Received: \(\(\), 'integer'\)"),
         ((np.zeros((2, 3)), np.zeros(2, int)), "ok", {}, r"must share their example shape; got \(3,\) and \(2,\)"),
-        ("ok", (np.zeros((2, 2)), np.array([0, -1])), {}, r"Labels must lie in \[0, `num_classes` \(=2\)\); got labels from -1 to 1"),
-        ("ok", "ok", {"num_classes": 1}, r"Labels must lie in \[0, `num_classes` \(=1\)\); got labels from 0 to 1"),
+        ("ok", (np.zeros((2, 2)), np.array([0, -1])), {}, r"`test` labels must lie in \[0, `num_classes` \(=2\)\). Received: labels from -1 to 0"),
+        ("ok", "ok", {"num_classes": 1}, r"`train` labels must lie in \[0, `num_classes` \(=1\)\). Received: labels from 0 to 1"),
         ("ok", "ok", {"num_classes": 0}, r"`num_classes` \(=0\) must be a positive integer"),
     ],
 )

@@ -61,6 +61,7 @@ def test_meta_data(data_dir):
         "num_eval_examples": 360,
         "target_is_onehot": False,
         "dataset_name": "digits",
+        "valid_source": "test",
     }
     assert "digits" in list_datasets()
 

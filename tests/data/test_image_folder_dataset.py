@@ -53,6 +53,7 @@ def test_meta_data_labels_and_resizing(root):
         "num_eval_examples": 7,
         "target_is_onehot": False,
         "dataset_name": "image_folder",
+        "valid_source": "test",
     }
     batch = next(ds.train_iter)
     assert batch["inputs"].shape == (4, 6, 5, 3) and batch["inputs"].dtype == np.float32

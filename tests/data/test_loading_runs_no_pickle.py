@@ -77,7 +77,7 @@ def test_a_npy_file_is_not_an_archive(tmp_path):
 
 def test_object_arrays_given_in_memory_are_refused():
     inputs = np.array([_CreatesAFile(os.devnull)] * 2, dtype=object)
-    with pytest.raises(ValueError, match=r"`train` inputs must be uint8 or floating; got object"):
+    with pytest.raises(ValueError, match=r"`train` inputs must be uint8 or floating. Received: dtype object"):
         data.from_arrays((inputs, np.array([0, 1])), (inputs, np.array([0, 1])), batch_size=2)
 
 

@@ -49,6 +49,7 @@ def test_meta_data_and_batches():
         "num_eval_examples": 20,
         "target_is_onehot": False,
         "dataset_name": "synthetic_segmentation",
+        "valid_source": "test",
     }
     batch = next(ds.train_iter)
     assert batch["inputs"].shape == (8, SIZE, SIZE, 3) and batch["inputs"].dtype == np.float32

@@ -1,4 +1,6 @@
-"""Guards the size of XLA's fusions in a ViT training step (PERFORMANCE.md, item 6).
+"""Guards the size of XLA's fusions in a ViT training step.
+
+See docs/performance.md, "Guarding fusion size with a test".
 
 With a LayerNorm differentiated by plain autodiff, XLA:CPU recomputed the residual stream
 inside later fusions: the largest fusion and the total of fused ops grew with the square

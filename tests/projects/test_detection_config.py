@@ -6,14 +6,14 @@ import math
 import equinox as eqx
 import jax
 
-from scenic_eqx import _config, _experiment, nn
+from scenic_eqx import _config, nn, run
 
 CONFIG = "projects/baselines/configs/synthetic_detection_detr.py"
 
 
 def test_smoke_config_trains_and_reports_ap(tmp_path):
     config = _config.load_config(CONFIG + ":smoke")
-    results = _experiment.train(config, str(tmp_path))
+    results = run.train(config, str(tmp_path))
     assert {"AP", "AP50", "AP75", "loss", "loss_class", "loss_bbox", "loss_giou"} <= set(results)
     assert 0.0 <= results["AP50"] <= 1.0 and math.isfinite(results["loss"])
     assert json.loads((tmp_path / "test_metrics.json").read_text()).keys() == results.keys()
@@ -47,7 +47,7 @@ def test_coco_recipe_is_the_papers_detr_r50():
     )
     assert model.query_embedding.shape == (100, 256) and model.class_head.weight.shape == (81, 256)
     # Its backbone group exists: the optimizer labels the backbone's parameters.
-    optimizer, schedule = _experiment.build_optimizer(config)
+    optimizer, schedule = run.build_optimizer(config)
     params = eqx.filter(model, lambda x: isinstance(x, jax.ShapeDtypeStruct) and x.dtype == jax.numpy.float32)
     eqx.filter_eval_shape(optimizer.init, params)
     assert float(schedule(config.num_train_steps // 2)) > 0

@@ -7,14 +7,14 @@ import equinox as eqx
 import jax
 import pytest
 
-from scenic_eqx import _config, _experiment, nn
+from scenic_eqx import _config, nn, run
 
 CONFIG = "projects/baselines/configs/synthetic_segmentation_unet.py"
 
 
 def test_smoke_config_trains_and_reports_mean_iou(tmp_path):
     config = _config.load_config(CONFIG + ":smoke")
-    results = _experiment.train(config, str(tmp_path))
+    results = run.train(config, str(tmp_path))
     assert {"mean_iou", "pixel_accuracy", "loss", "iou/0", "iou/3"} <= set(results)
     assert all(type(v) is float for v in results.values())
     assert 0.0 <= results["mean_iou"] <= 1.0 and 0.0 <= results["pixel_accuracy"] <= 1.0

@@ -37,6 +37,7 @@ import tensorflow_datasets as tfds
 from . import _pipeline
 from . import _preprocess as pp
 from ._dataset import Dataset
+from ._holdout import check_valid_fraction, held_out_splits
 from ._randaugment import randaugment as _randaugment
 from ._tfds_builder import check_split, is_readable, split_size
 
@@ -109,19 +110,34 @@ def prepared_builder(name: str, data_dir: str | None):
     return builder
 
 
-def resolve_splits(builder, given: tuple, defaults: tuple[str, str, str]) -> tuple[str, str, str]:
+def resolve_splits(
+    builder, given: tuple, defaults: tuple[str, str, str], valid_fraction: float | None = None
+) -> tuple[str, str, str]:
     """`(train, valid, test)` splits: each given one checked, else the dataset's default.
 
     Arguments:
         builder: the readable builder.
         given: `(train_split, valid_split, test_split)` as received, None for the default.
         defaults: the dataset's own `(train, valid, test)` splits.
+        valid_fraction: if not None, a float in (0, 1): the validation split is the
+            last `round(valid_fraction * n)` examples of the training split and
+            training reads the rest (`train[k:]` and `train[:k]`; see `_holdout.py`).
     """
     names = ("train_split", "valid_split", "test_split")
-    return tuple(
+    train, valid, test = (
         default if split is None else check_split(builder, name, split)
         for name, split, default in zip(names, given, defaults)
     )
+    valid_fraction = check_valid_fraction(valid_fraction)
+    if valid_fraction is None:
+        return train, valid, test
+    if given[1] is not None:
+        raise ValueError(
+            f"Give either `valid_split` (={given[1]!r}) or `valid_fraction` "
+            f"(={valid_fraction!r}), not both."
+        )
+    train, valid = held_out_splits(train, split_size(builder, train), valid_fraction)
+    return train, valid, test
 
 
 def _finish(image, mean, std) -> tf.Tensor:
@@ -194,6 +210,7 @@ def _build(
         "num_eval_examples": split_size(builder, valid),
         "target_is_onehot": False,
         "dataset_name": name,
+        "valid_source": valid,
         **meta,
     }
     return Dataset(train_iter, valid_iter, test_iter, meta_data)
@@ -211,6 +228,7 @@ def small_image_dataset(
     train_split: str | None = None,
     valid_split: str | None = None,
     test_split: str | None = None,
+    valid_fraction: float | None = None,
     augment: bool = True,
     randaugment: tuple[int, int | float] | None = None,
     shuffle_buffer_size: int = 10_000,
@@ -226,6 +244,8 @@ def small_image_dataset(
         train_split, valid_split, test_split: the TFDS splits (or slices, e.g.
             `"train[:90%]"`) read for `train_iter`, `valid_iter` and `test_iter`;
             default: the module's table (`train`, and `test` for both evaluations).
+        valid_fraction: hold out the last fraction of the training split as the
+            validation split (see `resolve_splits`), instead of `valid_split`.
         shuffle_buffer_size, cache, prefetch: as in `_pipeline.train_batches`.
         The other arguments are `get_dataset`'s.
     """
@@ -246,7 +266,10 @@ def small_image_dataset(
 
     builder = prepared_builder(name, data_dir)
     train, valid, test = resolve_splits(
-        builder, (train_split, valid_split, test_split), (spec.train, spec.valid, spec.valid)
+        builder,
+        (train_split, valid_split, test_split),
+        (spec.train, spec.valid, spec.valid),
+        valid_fraction,
     )
     return _build(
         name,

@@ -84,6 +84,7 @@ def coco(
     train_split: str | None = None,
     valid_split: str | None = None,
     test_split: str | None = None,
+    valid_fraction: float | None = None,
     image_size: int = 512,
     max_boxes: int = 100,
     shuffle_buffer_size: int = 10_000,
@@ -102,7 +103,7 @@ def coco(
     mean, std = pp.IMAGENET_MEAN, pp.IMAGENET_STD
     builder = prepared_builder("coco/2017", data_dir)
     train, valid, test = resolve_splits(
-        builder, (train_split, valid_split, test_split), ("train", "validation", "validation")
+        builder, (train_split, valid_split, test_split), ("train", "validation", "validation"), valid_fraction
     )
 
     def preprocess(example: dict, seed: tf.Tensor | None = None) -> dict:

@@ -14,7 +14,9 @@ class Dataset:
     """Host-local batches of one dataset, and what a trainer needs to know about it.
 
     Every batch is a dict of numpy arrays with a leading batch axis: `inputs`
-    (float32 `[batch, height, width, channels]`), `label` (int32 `[batch]`) and
+    (float32 `[batch, height, width, channels]`), `label` (int32 class indices
+    `[batch]`; or the dataset's own label: int32 masks `[batch, height, width]`,
+    float32 targets `[batch, ...]`, or a dict of such arrays, as detection's boxes) and
     `batch_mask` (float32 `[batch]`, 1.0 for a real example and 0.0 for padding).
 
     Attributes:
@@ -24,13 +26,19 @@ class Dataset:
             saved and restored without replaying batches (except a tf.data source that
             cannot be checkpointed, such as `from_generator`: see `_tf_iterator.py`).
         valid_iter: a re-iterable: each `iter(valid_iter)` is one fresh pass over this
-            host's share of the validation split, in batches of exactly
+            host's share of the validation split (the test split itself, as the same
+            object as `test_iter`, for a dataset without validation data unless
+            `valid_fraction` holds out part of the training split), in batches of exactly
             `eval_batch_size`, the last ones zero-padded with `batch_mask` 0.0, so that
             every example is counted exactly once and every host runs as many steps.
         test_iter: the same for the test split.
-        meta_data: `num_classes`, `input_shape` (`(-1, height, width, channels)`),
-            `input_dtype`, `num_train_examples` and `num_eval_examples` (whole splits,
-            over all hosts), `target_is_onehot` and `dataset_name`.
+        meta_data: `num_classes` (for class labels; absent where it means nothing, as
+            for regression targets), `input_shape` (`(-1, height, width, channels)`),
+            `input_dtype`, `num_train_examples` and `num_eval_examples` (the training
+            and validation splits, whole, over all hosts), `target_is_onehot`,
+            `dataset_name` and `valid_source`: the split `valid_iter` reads, `"test"`
+            (the test split), a validation split of the dataset's own (`"validation"`,
+            `"valid"`), or `"train[k:]"` (held out from training by `valid_fraction`).
     """
 
     train_iter: Iterator[Batch]

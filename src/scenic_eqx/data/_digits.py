@@ -11,6 +11,8 @@ name `digits`; `get_dataset` imports it only when that dataset is asked for.
 import numpy as np
 import tensorflow_datasets as tfds
 
+from .._extras import require
+
 NUM_TEST_EXAMPLES = 360
 # The split is a fixed function of this seed: changing it would change every result.
 SPLIT_SEED = 0
@@ -61,6 +63,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         # `dl_manager` is unused on purpose: the data is already on disk.
         del dl_manager
+        require("sklearn", "data", "Preparing the digits dataset")
         from sklearn.datasets import load_digits
 
         digits = load_digits()

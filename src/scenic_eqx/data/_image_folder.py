@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from . import _pipeline
 from ._checks import check_positive_int
 from ._dataset import Dataset
+from ._holdout import check_valid_fraction, held_out_sizes
 
 
 def _image_size(value) -> tuple[int, int]:
@@ -59,6 +60,7 @@ def image_folder_dataset(
     channels: int = 3,
     train_split: str = "train",
     test_split: str = "test",
+    valid_fraction: float | None = None,
     shuffle_buffer_size: int = 10_000,
     cache: bool = True,
     prefetch: int = 2,
@@ -74,7 +76,10 @@ def image_folder_dataset(
         channels: 3 (RGB; grey images are repeated) or 1 (grey; colour images converted).
         train_split: the split folder trained on.
         test_split: the held-out split folder; `valid_iter` and `test_iter` both pass
-            over it.
+            over it, unless `valid_fraction` is given.
+        valid_fraction: if given, a float in (0, 1): the last `round(valid_fraction *
+            n)` of the `n` training images (in the folder builder's fixed order) are
+            held out as the validation split (see `_holdout.py`).
         shuffle_buffer_size, cache, prefetch: as in `get_dataset` (`cache` keeps the
             encoded files in memory).
 
@@ -93,6 +98,14 @@ def image_folder_dataset(
     class_names = list(builder.info.features["label"].names)
     train_ds, num_train = _split_source(builder, root, train_split)
     test_ds, num_test = _split_source(builder, root, test_split)
+    valid_fraction = check_valid_fraction(valid_fraction)
+    valid_ds, num_valid, valid_source = test_ds, num_test, "test"
+    if valid_fraction is not None:
+        num_kept, num_valid = held_out_sizes(num_train, valid_fraction, split=train_split)
+        # Files are listed in a fixed order (`shuffle_files=False`): the TFDS slices
+        # `train[:k]` and `train[k:]`.
+        train_ds, valid_ds = train_ds.take(num_kept), train_ds.skip(num_kept)
+        num_train, valid_source = num_kept, f"{train_split}[{num_kept}:]"
 
     # Graph code already: AutoGraph has nothing to convert (and cannot read this source
     # under the jaxtyping import hook of the tests).
@@ -122,23 +135,29 @@ def image_folder_dataset(
         cache=cache,
         prefetch=prefetch,
     )
-    test_iter = _pipeline.eval_pipeline(
-        test_ds.shard(process_count, process_index),
-        host_counts=_pipeline.even_shares(num_test, process_count),
-        process_index=process_index,
-        batch_size=eval_batch_size,
-        preprocess_fn=preprocess,
-        cache=cache,
-        prefetch=prefetch,
-    )
+
+    def eval_batches(ds: tf.data.Dataset, num_examples: int) -> _pipeline.EvalBatches:
+        return _pipeline.eval_pipeline(
+            ds.shard(process_count, process_index),
+            host_counts=_pipeline.even_shares(num_examples, process_count),
+            process_index=process_index,
+            batch_size=eval_batch_size,
+            preprocess_fn=preprocess,
+            cache=cache,
+            prefetch=prefetch,
+        )
+
+    test_iter = eval_batches(test_ds, num_test)
+    valid_iter = test_iter if valid_ds is test_ds else eval_batches(valid_ds, num_valid)
     meta_data = {
         "num_classes": len(class_names),
         "class_names": class_names,
         "input_shape": (-1, height, width, channels),
         "input_dtype": np.float32,
         "num_train_examples": num_train,
-        "num_eval_examples": num_test,
+        "num_eval_examples": num_valid,
         "target_is_onehot": False,
         "dataset_name": "image_folder",
+        "valid_source": valid_source,
     }
-    return Dataset(train_iter, test_iter, test_iter, meta_data)
+    return Dataset(train_iter, valid_iter, test_iter, meta_data)

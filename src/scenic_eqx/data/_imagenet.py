@@ -42,6 +42,7 @@ def imagenet2012(
     train_split: str | None = None,
     valid_split: str | None = None,
     test_split: str | None = None,
+    valid_fraction: float | None = None,
     manual_dir: str | None = None,
     image_size: int = 224,
     randaugment: tuple[int, int | float] | None = None,
@@ -103,7 +104,7 @@ def imagenet2012(
         return {"inputs": _finish(image, mean, std), "label": _label(example)}
 
     train, valid, test = resolve_splits(
-        builder, (train_split, valid_split, test_split), ("train", "validation", "validation")
+        builder, (train_split, valid_split, test_split), ("train", "validation", "validation"), valid_fraction
     )
     return _build(
         "imagenet2012",

@@ -14,17 +14,17 @@ from ._padding import pad_batch
 from ._resumable import begin_save, finish_save, read_state
 
 
-def _take(arrays: Mapping, rows) -> dict:
-    """`value[rows]` of every array in a dict of arrays or of nested dicts of arrays."""
-    return {
-        key: _take(value, rows) if isinstance(value, Mapping) else value[rows]
-        for key, value in arrays.items()
-    }
+def take(arrays, rows):
+    """`array[rows]` of an array, or of every array in a dict of (nested dicts of) arrays."""
+    if not isinstance(arrays, Mapping):
+        return arrays[rows]
+    return {key: take(value, rows) for key, value in arrays.items()}
 
 
-def _num_examples(arrays: Mapping) -> int:
+def num_examples(arrays: Mapping) -> int:
+    """The leading size shared by every array of a dict of (nested dicts of) arrays."""
     sizes = {
-        key: _num_examples(value) if isinstance(value, Mapping) else len(value)
+        key: num_examples(value) if isinstance(value, Mapping) else len(value)
         for key, value in arrays.items()
     }
     if not arrays or len(set(sizes.values())) != 1:
@@ -57,7 +57,7 @@ class TrainBatches:
 
     def __init__(self, arrays: dict, *, batch_size: int, shuffle_seed: int, spec: Mapping):
         self._arrays, self._batch_size, self._shuffle_seed = arrays, batch_size, shuffle_seed
-        self._size = _num_examples(arrays)
+        self._size = num_examples(arrays)
         self._mask = np.ones((batch_size,), np.float32)
         self._taken = 0
         self._orders: dict[int, np.ndarray] = {}
@@ -85,7 +85,7 @@ class TrainBatches:
             [self._order(int(epoch))[offsets[epochs == epoch]] for epoch in np.unique(epochs)]
         )
         self._taken += 1
-        return {**_take(self._arrays, indices), "batch_mask": self._mask}
+        return {**take(self._arrays, indices), "batch_mask": self._mask}
 
     def save_state(self, directory: str) -> None:
         """Writes the number of batches taken into `directory` (see `ResumableIterator`)."""
@@ -130,16 +130,16 @@ def train_batches(
     """
     batch_size = check_positive_int("batch_size", batch_size)
     process_index, process_count = check_process(process_index, process_count)
-    share = _num_examples(arrays) // process_count
+    share = num_examples(arrays) // process_count
     if share == 0:
         raise ValueError(
-            f"`arrays` hold {_num_examples(arrays)} examples: none for each of "
+            f"`arrays` hold {num_examples(arrays)} examples: none for each of "
             f"`process_count` (={process_count}) hosts."
         )
     start = process_index * share
     spec = {"process_index": process_index, "process_count": process_count, **(state_spec or {})}
     return TrainBatches(
-        _take(arrays, slice(start, start + share)),
+        take(arrays, slice(start, start + share)),
         batch_size=batch_size,
         shuffle_seed=shuffle_seed,
         spec=spec,
@@ -171,15 +171,15 @@ class EvalBatches:
     ):
         self._batch_size = check_positive_int("batch_size", batch_size)
         process_index, process_count = check_process(process_index, process_count)
-        bounds = np.linspace(0, _num_examples(arrays), process_count + 1).round().astype(int)
+        bounds = np.linspace(0, num_examples(arrays), process_count + 1).round().astype(int)
         start, stop = bounds[process_index], bounds[process_index + 1]
-        self._arrays = _take(arrays, slice(start, stop))
+        self._arrays = take(arrays, slice(start, stop))
         self._num_batches = -(-int(np.diff(bounds).max()) // self._batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         for i in range(self._num_batches):
             rows = slice(i * self._batch_size, (i + 1) * self._batch_size)
-            yield pad_batch(_take(self._arrays, rows), self._batch_size)
+            yield pad_batch(take(self._arrays, rows), self._batch_size)
 
     def __len__(self) -> int:
         return self._num_batches

@@ -3,53 +3,54 @@
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import numpy as np
 
 from ._checks import check_positive_int
 
 
-def _leaves(tree: Mapping, prefix: tuple = ()) -> dict[tuple, np.ndarray]:
-    """The arrays of nested dicts, by their path of keys."""
-    leaves = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            leaves.update(_leaves(value, (*prefix, key)))
+def _path_name(path: tuple) -> str:
+    """A key path of `jax.tree_util` as `"label/boxes"` (`"label/0"` for a sequence)."""
+    parts = []
+    for key in path:
+        for attribute in ("key", "idx", "name"):
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
         else:
-            leaves[(*prefix, key)] = np.asarray(value)
-    return leaves
-
-
-def _nest(leaves: dict[tuple, np.ndarray]) -> dict:
-    tree: dict = {}
-    for path, value in leaves.items():
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree
+            parts.append(str(key))
+    return "/".join(parts)
 
 
 def pad_batch(batch: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
     """Pads every array of `batch` with zeros along axis 0 to `batch_size` rows.
 
     Arguments:
-        batch: a dict of arrays, or of nested dicts of arrays (a label pytree such as
-            `{"boxes", "labels", "box_mask"}`), all sharing their leading size
-            `n <= batch_size`. A `batch_mask` already there (`[n]`, or per element,
-            e.g. `[n, height, width]` for segmentation) is kept for the real rows;
-            without one, all `n` rows count as real.
+        batch: a dict whose values are arrays or pytrees of arrays (a label dict such
+            as `{"boxes", "labels", "box_mask"}` or `{"class", "box"}`, nested dicts,
+            tuples, lists), every array sharing its leading size `n <= batch_size`. A
+            `batch_mask` already there (`[n]`, or per element, e.g. `[n, height, width]`
+            for segmentation) is kept for the real rows; without one, all `n` rows
+            count as real.
         batch_size: the number of rows wanted.
 
     Returns:
         A new dict with the same structure (plus `batch_mask` if absent), every array of
-        leading size `batch_size`: rows `n:` are zeros, and `batch_mask` (float32) is
-        the given mask (or ones) on rows `:n` and 0.0 on the padding.
+        leading size `batch_size` and of its own dtype: rows `n:` are zeros (False for
+        bool), and `batch_mask` (float32) is the given mask (or ones) on rows `:n` and
+        0.0 on the padding.
     """
     batch_size = check_positive_int("batch_size", batch_size)
-    arrays = _leaves(batch)
+    if not isinstance(batch, Mapping):
+        raise ValueError(
+            "`batch` must be a dict of arrays (or of pytrees of arrays). "
+            f"Received: {type(batch).__name__}."
+        )
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(dict(batch))
+    arrays = [np.asarray(leaf) for _, leaf in leaves]
     sizes = {
-        "/".join(map(str, path)): (value.shape[0] if value.ndim else None)
-        for path, value in arrays.items()
+        _path_name(path): (array.shape[0] if array.ndim else None)
+        for (path, _), array in zip(leaves, arrays)
     }
     if not arrays or None in sizes.values() or len(set(sizes.values())) != 1:
         raise ValueError(
@@ -61,13 +62,14 @@ def pad_batch(batch: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
         raise ValueError(
             f"`batch` has {size} examples, more than `batch_size` (={batch_size})."
         )
-    # A mask of any rank (a per-pixel one too) pads with zeros like the other arrays;
-    # the size check above guarantees its leading axis.
-    mask = arrays.get(("batch_mask",), np.ones((size,)))
-    arrays[("batch_mask",)] = mask.astype(np.float32)
 
     def pad(value: np.ndarray) -> np.ndarray:
         widths = [(0, batch_size - size)] + [(0, 0)] * (value.ndim - 1)
         return np.pad(value, widths)
 
-    return _nest({path: pad(value) for path, value in arrays.items()})
+    padded = jax.tree_util.tree_unflatten(treedef, [pad(array) for array in arrays])
+    # A mask of any rank (a per-pixel one too) pads with zeros like the other arrays;
+    # the size check above guarantees its leading axis.
+    mask = np.asarray(padded.get("batch_mask", pad(np.ones((size,)))))
+    padded["batch_mask"] = mask.astype(np.float32)
+    return padded

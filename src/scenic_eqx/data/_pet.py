@@ -26,6 +26,7 @@ def oxford_iiit_pet(
     train_split: str | None = None,
     valid_split: str | None = None,
     test_split: str | None = None,
+    valid_fraction: float | None = None,
     task: str = "classification",
     image_size: int = 224,
     shuffle_buffer_size: int = 10_000,
@@ -81,7 +82,7 @@ def oxford_iiit_pet(
         fns = {"train_fn": segment, "eval_fn": segment}
         meta = {"num_classes": len(PET_CLASSES), "class_names": PET_CLASSES}
     train, valid, test = resolve_splits(
-        builder, (train_split, valid_split, test_split), ("train", "test", "test")
+        builder, (train_split, valid_split, test_split), ("train", "test", "test"), valid_fraction
     )
     return _build(
         "oxford_iiit_pet",

@@ -3,21 +3,26 @@
 Each entry names a TFDS dataset and its splits; adding a TFDS catalogue dataset is one
 line, e.g. `"mnist": _Entry("mnist", train="train", valid="test", test="test")`. A
 `_Builder` entry instead names a function that builds the `Dataset` itself and declares
-the dataset's own arguments (`root`, `image_size`, ...) in its signature.
+the dataset's own arguments (`root`, `image_size`, ...) in its signature; `register`
+adds such a function from outside the library.
 TensorFlow is imported only inside `get_dataset`.
 """
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import inspect
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from ._checks import check_positive_int, check_process, check_seed
 from ._dataset import Dataset
+from ._holdout import check_valid_fraction, held_out_splits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +48,12 @@ class _Builder:
 
     module: str
     function: str
+    # False for a dataset made in numpy, which works without the `[data]` extra.
+    uses_tensorflow: bool = True
+
+    def load(self) -> Callable[..., Dataset]:
+        """The builder function."""
+        return getattr(importlib.import_module(self.module), self.function)
 
 
 # The arguments that `get_dataset` itself checks and passes to every `_Builder`.
@@ -61,11 +72,15 @@ _DATASETS: dict[str, _Entry | _Builder] = {
     "imagenet2012": _Builder("scenic_eqx.data._imagenet", "imagenet2012"),
     "oxford_iiit_pet": _Builder("scenic_eqx.data._pet", "oxford_iiit_pet"),
     "coco/2017": _Builder("scenic_eqx.data._coco", "coco"),
-    "arrays": _Builder("scenic_eqx.data._arrays", "arrays_dataset"),
+    "arrays": _Builder("scenic_eqx.data._arrays", "arrays_dataset", uses_tensorflow=False),
     "image_folder": _Builder("scenic_eqx.data._image_folder", "image_folder_dataset"),
     "video_tfrecord": _Builder("scenic_eqx.data._video", "video_tfrecord_dataset"),
-    "synthetic_segmentation": _Builder("scenic_eqx.data._synthetic_segmentation", "synthetic_segmentation_dataset"),
-    "synthetic_detection": _Builder("scenic_eqx.data._synthetic_detection", "synthetic_detection_dataset"),
+    "synthetic_segmentation": _Builder(
+        "scenic_eqx.data._synthetic_segmentation", "synthetic_segmentation_dataset", uses_tensorflow=False
+    ),
+    "synthetic_detection": _Builder(
+        "scenic_eqx.data._synthetic_detection", "synthetic_detection_dataset", uses_tensorflow=False
+    ),
 }
 
 # Options of the tf.data pipelines that `get_dataset` passes through (see `_pipeline`).
@@ -76,6 +91,91 @@ _EVAL_OPTIONS = ("cache", "prefetch")
 def list_datasets() -> list[str]:
     """The registered dataset names, sorted."""
     return sorted(_DATASETS)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RegisteredBuilder(_Builder):
+    """A `_Builder` given as the function itself, by `register` (`module`, `function` name it)."""
+
+    builder: Callable[..., Dataset] | None = None
+
+    def load(self) -> Callable[..., Dataset]:
+        return self.builder
+
+
+def register(name: str, builder: Callable[..., Dataset] | None = None, /, *, overwrite: bool = False):
+    """Registers a dataset builder under `name`, so that configs and `get_dataset` find it.
+
+    As a decorator, `@data.register("my_data")` on the function; as a call,
+    `data.register("my_data", build_my_data)`. `get_dataset(name, ...)` calls it as the
+    library's own builders are called: with the keyword arguments `batch_size`,
+    `eval_batch_size`, `shuffle_seed`, `process_index` and `process_count` (checked
+    first, per host) and the options given to `get_dataset` (`config.dataset`) that it
+    declares as keyword-only parameters (with `data_dir`, if given); unknown options
+    are errors that list them.
+
+    Arguments:
+        name: the dataset's name in `list_datasets()`.
+        builder: a function returning a `Dataset` (e.g. by `data.from_arrays`);
+            omitted when used as a decorator.
+        overwrite: replace an entry already registered under `name` (else an error).
+
+    Returns:
+        `builder` (or, as a decorator, a function registering and returning it).
+
+    Raises:
+        ValueError: `name` is not a non-empty string or is taken, or `builder` is not
+            callable or does not take the keyword arguments above.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty string. Received: {name!r}.")
+    if name in _DATASETS and not overwrite:
+        raise ValueError(
+            f"A dataset is already registered as {name!r}; pass `overwrite=True` to replace it. "
+            f"Received: name={name!r}."
+        )
+
+    def add(builder: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        _check_builder(name, builder)
+
+        @functools.wraps(builder)  # `get_dataset` reads the options from the signature
+        def build_checked(**kwargs: Any) -> Dataset:
+            dataset = builder(**kwargs)
+            if not isinstance(dataset, Dataset):
+                raise TypeError(
+                    f"The builder of dataset {name!r} must return a `scenic_eqx.data.Dataset` "
+                    f"(e.g. from `data.from_arrays`). Received: a {type(dataset).__name__}."
+                )
+            return dataset
+
+        module, function = getattr(builder, "__module__", ""), getattr(builder, "__qualname__", repr(builder))
+        _DATASETS[name] = _RegisteredBuilder(module, function, uses_tensorflow=False, builder=build_checked)
+        return builder
+
+    return add if builder is None else add(builder)
+
+
+def _check_builder(name: str, builder: object) -> None:
+    if not callable(builder):
+        raise ValueError(
+            f"`builder` of dataset {name!r} must be callable: a function returning a `Dataset`. "
+            f"Received: {builder!r} of type {type(builder).__name__}."
+        )
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # no signature to check: `get_dataset` will call it
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return
+    by_keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    missing = [a for a in _COMMON_ARGUMENTS if a not in parameters or parameters[a].kind not in by_keyword]
+    if missing:
+        raise ValueError(
+            f"`builder` of dataset {name!r} must take the keyword arguments "
+            f"{', '.join(_COMMON_ARGUMENTS)} (as `get_dataset` passes them). Received: "
+            f"{getattr(builder, '__name__', builder)}{inspect.signature(builder)}, without "
+            f"{', '.join(missing)}."
+        )
 
 
 def _prepared_builder(name: str, entry: _Entry, data_dir: str | None):
@@ -119,6 +219,7 @@ def get_dataset(
     shuffle_seed: int = 0,
     process_index: int | None = None,
     process_count: int | None = None,
+    valid_fraction: float | None = None,
     **kwargs: Any,
 ) -> Dataset:
     """Builds the host-local train and eval batches of the registered dataset `name`.
@@ -134,6 +235,13 @@ def get_dataset(
         shuffle_seed: seed of the training order; the same seed gives the same batches.
         process_index: this host's index; defaults to `jax.process_index()`.
         process_count: the number of hosts; defaults to `jax.process_count()`.
+        valid_fraction: a float in (0, 1): hold out the last `round(valid_fraction *
+            n)` of the `n` training examples (a fixed tail: the TFDS slices
+            `train[:k]` and `train[k:]`) as the validation split, instead of the
+            dataset's own (which for `digits` and most of the catalogue is the test
+            split). `meta_data["valid_source"]` names what `valid_iter` reads.
+            Datasets that cannot hold out part of their training split (`video_tfrecord`)
+            refuse it.
         **kwargs: for a TFDS dataset, pipeline options: `shuffle_buffer_size`
             (training), `cache` and `prefetch` (both). Datasets built otherwise declare
             their own: `arrays` (see `from_arrays`), `image_folder` (see
@@ -147,14 +255,21 @@ def get_dataset(
 
     Returns:
         A `Dataset`. For `digits`, `valid_iter` and `test_iter` are both passes over
-        its test split, which is the only held-out split. Its `train_iter` is a
-        `ResumableIterator` (its position saved and restored without replay), except
-        for a tf.data source that cannot be checkpointed (see `_tf_iterator.py`).
+        its test split, which is the only held-out split, unless `valid_fraction` holds
+        out part of the training split. `meta_data["valid_source"]` is the split
+        `valid_iter` reads: `"test"` (then `valid_iter` is `test_iter`), a validation
+        split of the dataset's own, or `"train[k:]"` when held out by `valid_fraction`.
+        Its `train_iter` is a `ResumableIterator` (its position saved and restored
+        without replay), except for a tf.data source that cannot be checkpointed (see
+        `_tf_iterator.py`).
 
     Raises:
         ValueError, TypeError, FileNotFoundError: a bad argument, named in the message
             with what was expected and what was received, checked before TensorFlow
             is imported where it can be.
+        ImportError: TensorFlow or TFDS is not installed (`pip install
+            'scenic-eqx[data]'`), for a dataset other than `arrays`,
+            `synthetic_segmentation` and `synthetic_detection`, which are made in numpy.
     """
     if not isinstance(name, str) or name not in _DATASETS:
         close = difflib.get_close_matches(str(name), _DATASETS, n=3, cutoff=0.5)
@@ -169,6 +284,7 @@ def get_dataset(
         "eval_batch_size", batch_size if eval_batch_size is None else eval_batch_size
     )
     shuffle_seed = check_seed("shuffle_seed", shuffle_seed)
+    valid_fraction = check_valid_fraction(valid_fraction)
     data_dir = _check_data_dir(data_dir)
     if process_index is None or process_count is None:
         import jax
@@ -177,8 +293,11 @@ def get_dataset(
         process_count = jax.process_count() if process_count is None else process_count
     process_index, process_count = check_process(process_index, process_count)
     entry = _DATASETS[name]
+    if isinstance(entry, _Entry) or entry.uses_tensorflow:
+        for module in ("tensorflow", "tensorflow_datasets"):
+            require(module, "data", f"scenic_eqx.data.get_dataset({name!r})")
     if isinstance(entry, _Builder):
-        build = getattr(importlib.import_module(entry.module), entry.function)
+        build = entry.load()
         if data_dir is not None:
             kwargs = {**kwargs, "data_dir": data_dir}
         known = [
@@ -186,6 +305,14 @@ def get_dataset(
             for p in inspect.signature(build).parameters.values()
             if p.kind == p.KEYWORD_ONLY and p.name not in _COMMON_ARGUMENTS
         ]
+        if valid_fraction is not None:
+            if "valid_fraction" not in known:
+                raise TypeError(
+                    f"Dataset {name!r} cannot hold out `valid_fraction` of its training "
+                    f"split; its options are: {', '.join(known)}. Received: "
+                    f"valid_fraction={valid_fraction!r}."
+                )
+            kwargs = {**kwargs, "valid_fraction": valid_fraction}
     else:
         known = _TRAIN_OPTIONS
     unknown = sorted(set(kwargs) - set(known))
@@ -196,13 +323,15 @@ def get_dataset(
             f"{', '.join(f'{key}={kwargs[key]!r}' for key in unknown)}."
         )
     if isinstance(entry, _Builder):
-        return build(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            shuffle_seed=shuffle_seed,
-            process_index=process_index,
-            process_count=process_count,
-            **kwargs,
+        return _with_valid_source(
+            build(
+                batch_size=batch_size,
+                eval_batch_size=eval_batch_size,
+                shuffle_seed=shuffle_seed,
+                process_index=process_index,
+                process_count=process_count,
+                **kwargs,
+            )
         )
 
     from . import _pipeline
@@ -216,19 +345,32 @@ def get_dataset(
             builder, split, batch_size=eval_batch_size, **hosts, **eval_options
         )
 
-    valid_iter = eval_batches(entry.valid)
-    test_iter = valid_iter if entry.test == entry.valid else eval_batches(entry.test)
+    train_split, valid_split = entry.train, entry.valid
+    if valid_fraction is not None:
+        num_train = _pipeline.split_size(builder, entry.train)
+        train_split, valid_split = held_out_splits(entry.train, num_train, valid_fraction)
+    valid_iter = eval_batches(valid_split)
+    test_iter = valid_iter if entry.test == valid_split else eval_batches(entry.test)
     train_iter = _pipeline.train_batches(
-        builder, entry.train, batch_size=batch_size, shuffle_seed=shuffle_seed, **hosts, **kwargs
+        builder, train_split, batch_size=batch_size, shuffle_seed=shuffle_seed, **hosts, **kwargs
     )
     inputs_spec = valid_iter.element_spec["inputs"]
     meta_data = {
         "num_classes": builder.info.features["label"].num_classes,
         "input_shape": (-1, *inputs_spec.shape[1:]),
         "input_dtype": np.dtype(inputs_spec.dtype.as_numpy_dtype).type,
-        "num_train_examples": _pipeline.split_size(builder, entry.train),
-        "num_eval_examples": _pipeline.split_size(builder, entry.valid),
+        "num_train_examples": _pipeline.split_size(builder, train_split),
+        "num_eval_examples": _pipeline.split_size(builder, valid_split),
         "target_is_onehot": False,
         "dataset_name": name,
+        "valid_source": valid_split,
     }
     return Dataset(train_iter, valid_iter, test_iter, meta_data)
+
+
+def _with_valid_source(dataset: Dataset) -> Dataset:
+    """`dataset`, its meta data saying `valid_source="test"` where its builder left it
+    out because `valid_iter` is `test_iter` (no validation data of its own)."""
+    if "valid_source" in dataset.meta_data or dataset.valid_iter is not dataset.test_iter:
+        return dataset
+    return dataclasses.replace(dataset, meta_data={**dataset.meta_data, "valid_source": "test"})

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._checks import check_positive_int, check_process
 from ._dataset import Dataset
+from ._holdout import check_valid_fraction, held_out_arrays
 from ._in_memory import EvalBatches, train_batches
 
 CLASS_NAMES = ("background", "disc", "square", "triangle")
@@ -189,6 +190,7 @@ def synthetic_segmentation_dataset(
     num_train_examples: int = 4096,
     num_test_examples: int = 512,
     seed: int = 0,
+    valid_fraction: float | None = None,
 ) -> Dataset:
     """The synthetic shapes segmentation dataset: 4 classes (background + 3 shapes).
 
@@ -202,18 +204,24 @@ def synthetic_segmentation_dataset(
         num_train_examples: size of the training split (all hosts).
         num_test_examples: size of the held-out split (all hosts).
         seed: seed of the images: the same seed gives the same dataset.
+        valid_fraction: if given, a float in (0, 1): the last `round(valid_fraction *
+            num_train_examples)` training examples are held out as the validation
+            split (see `_holdout.py`).
 
     Returns:
         A `Dataset` whose batches hold `inputs` float32 `[batch, size, size, 3]`,
         `label` int32 `[batch, size, size]` and `batch_mask` `[batch]`. There is one
-        held-out split: `valid_iter` and `test_iter` are both passes over it.
+        held-out split: `valid_iter` and `test_iter` are both passes over it, unless
+        `valid_fraction` holds out part of the training split.
     """
     image_size, num_train_examples, num_test_examples, seed = check_options(
         image_size, num_train_examples, num_test_examples, seed
     )
     process_index, process_count = check_process(process_index, process_count)
     hosts = {"process_index": process_index, "process_count": process_count}
+    valid_fraction = check_valid_fraction(valid_fraction)
     train = generate(num_train_examples, image_size=image_size, seed=seed, split="train")
+    train, valid, valid_source = held_out_arrays(train, valid_fraction)
     train_iter = train_batches(
         train,
         batch_size=batch_size,
@@ -223,14 +231,16 @@ def synthetic_segmentation_dataset(
     )
     test = generate(num_test_examples, image_size=image_size, seed=seed, split="test")
     test_iter = EvalBatches(test, batch_size=eval_batch_size, **hosts)
+    valid_iter = test_iter if valid is None else EvalBatches(valid, batch_size=eval_batch_size, **hosts)
     meta_data = {
         "num_classes": len(CLASS_NAMES),
         "class_names": CLASS_NAMES,
         "input_shape": (-1, image_size, image_size, 3),
         "input_dtype": np.float32,
-        "num_train_examples": num_train_examples,
-        "num_eval_examples": num_test_examples,
+        "num_train_examples": len(train["inputs"]),
+        "num_eval_examples": num_test_examples if valid is None else len(valid["inputs"]),
         "target_is_onehot": False,
         "dataset_name": "synthetic_segmentation",
+        "valid_source": valid_source,
     }
-    return Dataset(train_iter, test_iter, test_iter, meta_data)
+    return Dataset(train_iter, valid_iter, test_iter, meta_data)

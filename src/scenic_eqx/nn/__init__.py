@@ -23,7 +23,7 @@ from ._patch_embedding import PatchEmbedding as PatchEmbedding
 from ._position_embedding import LearnedPositionEmbedding as LearnedPositionEmbedding
 from ._position_embedding import SinCos2DPositionEmbedding as SinCos2DPositionEmbedding
 from ._position_embedding import posemb_sincos_2d as posemb_sincos_2d
-from ._registry import create as create, list_models as list_models
+from ._registry import create as create, list_models as list_models, register as register
 from ._remat import REMAT_POLICIES as REMAT_POLICIES
 from ._resnet import RESNET_VARIANTS as RESNET_VARIANTS, ResNet as ResNet
 from ._simple_cnn import SimpleCNN as SimpleCNN

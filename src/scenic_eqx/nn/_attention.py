@@ -22,7 +22,8 @@ def dot_product_attention_core(
 
     On CPU, this `[heads, tokens, head_dim]` layout with a backward pass that reuses the
     saved softmax probabilities is faster than `jax.nn.dot_product_attention` (see
-    PERFORMANCE.md, item 4). The core holds no weights, so it stays cheap under `vmap`.
+    docs/performance.md, "Attention"). The core holds no weights, so it stays cheap under
+    `vmap`.
 
     Half-precision inputs (bfloat16, float16) get float32 logits, softmax and softmax
     backward, as in Flax and Keras mixed precision: a bfloat16 logit of 300 is only

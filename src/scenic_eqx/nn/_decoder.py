@@ -113,8 +113,9 @@ class Decoder(eqx.Module):
 
     Arguments:
         num_layers: number of blocks.
-        dim, num_heads, mlp_dim, memory_dim, dropout_rate, attention_dropout_rate,
-            gelu_approximate, layer_norm_eps: as in `DecoderBlock`.
+        dim, num_heads, mlp_dim, memory_dim: as in `DecoderBlock`.
+        dropout_rate, attention_dropout_rate: as in `DecoderBlock`.
+        gelu_approximate, layer_norm_eps: as in `DecoderBlock`.
         key: PRNG key for initialisation (keyword only).
     """
 

@@ -101,8 +101,9 @@ class Encoder(eqx.Module):
 
     Arguments:
         num_layers: number of blocks.
-        dim, num_heads, mlp_dim, dropout_rate, attention_dropout_rate,
-            gelu_approximate, layer_norm_eps: as in `EncoderBlock`.
+        dim, num_heads, mlp_dim: as in `EncoderBlock`.
+        dropout_rate, attention_dropout_rate: as in `EncoderBlock`.
+        gelu_approximate, layer_norm_eps: as in `EncoderBlock`.
         stochastic_depth: stochastic depth rate of the last block.
         scan_layers: stack the blocks' weights and run them with `lax.scan`.
         remat_policy: `None` (no rematerialisation) or a name from

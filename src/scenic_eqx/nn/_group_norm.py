@@ -12,9 +12,10 @@ class GroupNorm(eqx.Module):
 
     Same parameters as `eqx.nn.GroupNorm` (`weight`, `bias`, one per channel) and the
     same result, but the weightless core is `normalize`, whose hand-written backward pass
-    keeps XLA:CPU's fusions small (PERFORMANCE.md, item 1): with Equinox's version a
-    deep BiT compiled several times slower. Scale and bias stay plain differentiable
-    operations outside that core, so a `vmap`ped model gets one weight gradient.
+    keeps XLA:CPU's fusions small (docs/performance.md, "LayerNorm backward and XLA:CPU
+    fusion"): with Equinox's version a deep BiT compiled several times slower. Scale and
+    bias stay plain differentiable operations outside that core, so a `vmap`ped model
+    gets one weight gradient.
 
     Arguments:
         num_groups: number of channel groups; must divide `channels`.

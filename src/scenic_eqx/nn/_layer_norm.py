@@ -14,7 +14,8 @@ def normalize(x: Float[Array, "*batch dim"], eps: float) -> Float[Array, "*batch
 
     The backward pass is written by hand: with plain autodiff XLA:CPU's fusion pass
     recomputes the residual stream inside later fusions, and a transformer's backward
-    pass then grows with the square of its depth (see PERFORMANCE.md, item 1).
+    pass then grows with the square of its depth (see docs/performance.md, "LayerNorm
+    backward and XLA:CPU fusion").
 
     Arguments:
         x: the input; statistics are taken over its last axis.

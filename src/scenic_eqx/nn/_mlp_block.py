@@ -14,8 +14,9 @@ def gelu(x: Array, approximate: bool = False) -> Array:
     """GELU (Hendrycks & Gimpel 2016): `x * Phi(x)`, or its tanh approximation.
 
     The exact form is written with `erf`: `jax.nn.gelu(approximate=False)` goes through
-    `erfc`, about 2.5x slower on CPU (PERFORMANCE.md, item 3). Google's checkpoints were
-    trained with the tanh form, timm's and transformers' with the exact one.
+    `erfc`, about 2.5x slower on CPU (docs/performance.md, "Exact GELU"). Google's
+    checkpoints were trained with the tanh form, timm's and transformers' with the exact
+    one.
     """
     if approximate:
         return jax.nn.gelu(x, approximate=True)

@@ -1,4 +1,4 @@
-"""Models by name: `create("vit_s16", num_classes=10, key=key)`.
+"""Models by name: `create("vit_s16", num_classes=10, key=key)`; `register` adds one.
 
 Each entry pairs a constructor with the keyword arguments of its variant; `create`'s
 overrides replace any of them. The defaults themselves live in the constructors.
@@ -48,6 +48,67 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def register(name: str, constructor: Callable[..., eqx.Module] | None = None, /, *,
+             overwrite: bool = False, **variant_kwargs: Any):
+    """Registers a model under `name`, so that configs and `create` find it.
+
+    As a decorator, `@nn.register("my_net", depth=4)` on a class or a function; as a
+    call, `nn.register("my_net", MyNet, depth=4)`.
+
+    Arguments:
+        name: the model's name in `list_models()`.
+        constructor: a model class, or a function returning a model, that takes the
+            keyword arguments `num_classes` and `key` (as `create` passes them); omitted
+            when used as a decorator.
+        overwrite: replace an entry already registered under `name` (else an error).
+        **variant_kwargs: constructor arguments of this variant; `create`'s overrides
+            replace them.
+
+    Returns:
+        `constructor` (or, as a decorator, a function registering and returning it).
+
+    Raises:
+        ValueError: `name` is not a non-empty string or is taken, `constructor` is not
+            callable or lacks `num_classes`, `key` or one of `variant_kwargs`.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty string. Received: {name!r}.")
+    if name in _MODELS and not overwrite:
+        raise ValueError(
+            f"A model is already registered as {name!r} ({getattr(_MODELS[name][0], '__name__', _MODELS[name][0])}); pass "
+            f"`overwrite=True` to replace it. Received: name={name!r}."
+        )
+
+    def add(constructor: Callable[..., eqx.Module]) -> Callable[..., eqx.Module]:
+        _check_constructor(name, constructor, variant_kwargs)
+        _MODELS[name] = (constructor, dict(variant_kwargs))
+        return constructor
+
+    return add if constructor is None else add(constructor)
+
+
+def _check_constructor(name: str, constructor: object, variant_kwargs: dict[str, Any]) -> None:
+    if not callable(constructor):
+        raise ValueError(
+            f"`constructor` of model {name!r} must be callable: a model class, or a function "
+            f"returning a model. Received: {constructor!r} of type {type(constructor).__name__}."
+        )
+    try:
+        parameters = inspect.signature(constructor).parameters
+    except (TypeError, ValueError):  # no signature to check: the first `create` will
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return
+    missing = [a for a in ("num_classes", "key", *variant_kwargs) if a not in parameters]
+    if missing:
+        raise ValueError(
+            f"`constructor` of model {name!r} must take the keyword arguments `num_classes` and "
+            f"`key` (as `create` passes them) and those of the variant. Received: "
+            f"{getattr(constructor, '__name__', constructor)}{inspect.signature(constructor)}, "
+            f"without {', '.join(map(repr, missing))}."
+        )
+
+
 def create(
     name: str,
     *,
@@ -83,9 +144,10 @@ def create(
         raise ValueError(f"`num_classes` must be a positive integer. Received: {num_classes!r}.")
     constructor, variant = _MODELS[name]
     accepted = inspect.signature(constructor).parameters
-    valid = [a for a in accepted if a not in ("self", "num_classes", "key")]
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
+    valid = [a for a, p in accepted.items() if a not in ("self", "num_classes", "key") and p.kind != p.VAR_KEYWORD]
     for argument in overrides:
-        if argument not in valid:
+        if argument not in valid and not open_ended:
             close = difflib.get_close_matches(argument, valid, n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(

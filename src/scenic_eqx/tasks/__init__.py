@@ -19,6 +19,7 @@ from ._matchers import (
     sinkhorn_matcher as sinkhorn_matcher,
 )
 from ._multilabel import MultiLabelClassificationTask as MultiLabelClassificationTask
-from ._registry import create_task as create_task, list_tasks as list_tasks
+from ._registry import create_task as create_task, list_tasks as list_tasks, register as register
+from ._regression import RegressionTask as RegressionTask
 from ._segmentation import SegmentationTask as SegmentationTask
 from ._task import AbstractTask as AbstractTask
