@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/scenic-eqx train --config projects/baselines/configs/digits_cnn.py --workdir workdirs/digits_cnn
 
+LINTED := src tests projects benchmarks tools
+
 test: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -n 2 -q
 
 clean:

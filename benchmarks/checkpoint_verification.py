@@ -53,7 +53,9 @@ def main():
     first, _ = timed(lambda: array_checksums(leaves))
     sums = [timed(lambda: array_checksums(leaves))[0] for _ in range(args.repeats)]
     print(f"checksums, first call (compiles): {first * 1e3:.0f} ms")
-    print(f"checksums, steady state:      {summary(sums)}  ({num_bytes / statistics.median(sums) / 2**30:.2f} GiB/s)")
+    print(
+        f"checksums, steady state:      {summary(sums)}  ({num_bytes / statistics.median(sums) / 2**30:.2f} GiB/s)"
+    )
 
     root = tempfile.mkdtemp()
     like = [jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding) for x in leaves]
@@ -71,7 +73,9 @@ def main():
         orbax_restore, _ = timed(lambda: manager.restore(1, args=ocp.args.StandardRestore(like)))
         manager.close()
         if round_ > 0:
-            for name, value in zip(times, (blocking, total, restore, orbax_blocking, orbax_total, orbax_restore)):
+            for name, value in zip(
+                times, (blocking, total, restore, orbax_blocking, orbax_total, orbax_restore)
+            ):
                 times[name].append(value)
     shutil.rmtree(root)
     for name, values in times.items():

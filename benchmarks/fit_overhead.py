@@ -79,8 +79,14 @@ def bare_loop(model, batches, optimizer, task=None):
 def fit_loop(model, batches, optimizer, steps_per_dispatch=1):
     start = time.perf_counter()
     state, _ = loops.fit(
-        model, tasks.ClassificationTask(), batches, optimizer=optimizer,
-        num_steps=len(batches), key=jax.random.key(0), log_every=200, progress=False,
+        model,
+        tasks.ClassificationTask(),
+        batches,
+        optimizer=optimizer,
+        num_steps=len(batches),
+        key=jax.random.key(0),
+        log_every=200,
+        progress=False,
         steps_per_dispatch=steps_per_dispatch,
     )
     jax.block_until_ready(state.model)
@@ -109,19 +115,26 @@ def main():
     for _ in range(args.repeats):  # alternate, so that load changes hit every loop alike
         for name, run in runs.items():
             rates[name].append(args.steps / run(batches))
-    print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}; steps: {args.steps}; batch: {args.batch_size}")
+    print(
+        f"devices: {jax.device_count()} x {jax.devices()[0].platform}; steps: {args.steps}; batch: {args.batch_size}"
+    )
     for name, values in rates.items():
         median = statistics.median(values)
-        print(f"{name:>40}: {median:8.1f} steps/s (min {min(values):.1f}, max {max(values):.1f}); "
-              f"{1e3 / median:.3f} ms/step")
+        print(
+            f"{name:>40}: {median:8.1f} steps/s (min {min(values):.1f}, max {max(values):.1f}); "
+            f"{1e3 / median:.3f} ms/step"
+        )
     bare = statistics.median(rates["bare jax.jit loop (same loss + metrics)"])
     for name in ("loops.fit", "loops.fit, steps_per_dispatch=8"):
         fit = statistics.median(rates[name])
-        print(f"{name}: ratio to the bare loop with metrics {fit / bare:.3f}; "
-              f"overhead {1e3 / fit - 1e3 / bare:+.3f} ms/step")
+        print(
+            f"{name}: ratio to the bare loop with metrics {fit / bare:.3f}; "
+            f"overhead {1e3 / fit - 1e3 / bare:+.3f} ms/step"
+        )
     for name in list(runs)[:2]:
         fit = statistics.median(rates["loops.fit"])
         print(f"ratio fit / {name}: {fit / statistics.median(rates[name]):.3f}")
+
 
 if __name__ == "__main__":
     main()

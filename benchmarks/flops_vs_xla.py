@@ -54,8 +54,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     args = parser.parse_args()
     key = jax.random.key(0)
-    print(f"{'model':<20} {'analytic':>16} {'XLA':>16} {'difference':>10} {'ratio':>6} "
-          f"{'compile s':>9}")
+    print(f"{'model':<20} {'analytic':>16} {'XLA':>16} {'difference':>10} {'ratio':>6} {'compile s':>9}")
     for name in args.models:
         variants = [(name, {})]
         if name.startswith("vit"):

@@ -52,9 +52,7 @@ def pipeline(num_batches: int) -> float:
         image = ops.normalize(ops.value_range(image), ops.CIFAR10_MEAN, ops.CIFAR10_STD)
         return {"inputs": image, "label": tf.cast(example["label"], tf.int32)}
 
-    batches = _pipeline.train_pipeline(
-        ds, batch_size=BATCH, random_preprocess_fn=train_example, cache=False
-    )
+    batches = _pipeline.train_pipeline(ds, batch_size=BATCH, random_preprocess_fn=train_example, cache=False)
     for _ in range(20):  # fills the shuffle buffer and lets tf.data tune itself
         next(batches)
     start = time.perf_counter()
@@ -127,9 +125,7 @@ def main() -> None:
             print(f"round {repeat + 1}: {name} {rates[name][-1]:.1f} images/s", flush=True)
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, values in rates.items():
-        print(
-            f"{name}: median {medians[name]:.1f} images/s (min {min(values):.1f}, max {max(values):.1f})"
-        )
+        print(f"{name}: median {medians[name]:.1f} images/s (min {min(values):.1f}, max {max(values):.1f})")
     print(f"ratio pipeline / vit = {medians['pipeline'] / medians['vit']:.1f}")
 
 

@@ -68,8 +68,10 @@ def main():
         for name, run in runs.items():
             times[name].append(_time(*run, args.steps))
     for name, values in times.items():
-        print(f"{name:10s} median {statistics.median(values):.4f} s/step "
-              f"(min {min(values):.4f}, max {max(values):.4f})")
+        print(
+            f"{name:10s} median {statistics.median(values):.4f} s/step "
+            f"(min {min(values):.4f}, max {max(values):.4f})"
+        )
     ratio = statistics.median(times["checked"]) / statistics.median(times["unchecked"])
     print(f"ratio checked / unchecked: {ratio:.3f}")
 

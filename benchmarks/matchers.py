@@ -40,9 +40,7 @@ def _detr_cost(probs, labels, pred_boxes, target_boxes):
     """DETR's matching cost: -p(class) + 5 L1 + 2 (-GIoU) (Carion et al. 2020)."""
     cost_class = -jnp.take_along_axis(probs, labels[:, None, :], axis=-1)
     cost_l1 = jnp.sum(jnp.abs(pred_boxes[:, :, None, :] - target_boxes[:, None, :, :]), axis=-1)
-    cost_giou = -generalized_box_iou(
-        box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(target_boxes)
-    )
+    cost_giou = -generalized_box_iou(box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(target_boxes))
     return cost_class + 5.0 * cost_l1 + 2.0 * cost_giou
 
 
@@ -96,9 +94,7 @@ def main():
         for name, t in times.items():
             ratio = f"{medians['jax'] / medians['scipy']:.2f}" if name == "jax" else ""
             spread = f"{min(t):.2f}-{max(t):.2f}"
-            print(
-                f"{f'{batch} x {n} x {m}':>15} {name:>7} {medians[name]:>10.2f} {spread:>16}  {ratio}"
-            )
+            print(f"{f'{batch} x {n} x {m}':>15} {name:>7} {medians[name]:>10.2f} {spread:>16}  {ratio}")
 
 
 if __name__ == "__main__":

@@ -100,8 +100,7 @@ def main():
         # Live at once: the arguments, the outputs not written into donated arguments,
         # and the temporaries.
         total = (
-            m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-            + m.temp_size_in_bytes
+            m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
         )
         shape = "x".join(str(s) for s in mesh.devices.shape)
         print(

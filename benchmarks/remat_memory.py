@@ -91,9 +91,7 @@ def main():
     scan_layers = not args.no_scan
     check_gradients(scan_layers)
     options = (
-        {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
-        if args.memory_scheduler
-        else None
+        {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"} if args.memory_scheduler else None
     )
     policies = [None if p == "None" else p for p in args.policies.split(",")]
     policies = [None] + [p for p in policies if p is not None]
@@ -113,8 +111,12 @@ def main():
     baseline = None
     for policy in policies:
         build = lambda key: nn.ViT(
-            1000, **variant, image_size=args.image_size, scan_layers=scan_layers,
-            remat_policy=policy, key=key,
+            1000,
+            **variant,
+            image_size=args.image_size,
+            scan_layers=scan_layers,
+            remat_policy=policy,
+            key=key,
         )
         model = eqx.filter_eval_shape(build, jax.random.key(0))
         params, static = eqx.partition(model, lambda x: isinstance(x, jax.ShapeDtypeStruct))

@@ -133,9 +133,7 @@ def _flax_model():
             x = x.reshape(x.shape[0], -1, HIDDEN)
             cls = self.param("cls", fnn.initializers.zeros, (1, 1, HIDDEN))
             x = jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
-            pos = self.param(
-                "pos_embedding", fnn.initializers.normal(0.02), (1, x.shape[1], HIDDEN)
-            )
+            pos = self.param("pos_embedding", fnn.initializers.normal(0.02), (1, x.shape[1], HIDDEN))
             x = x + pos
             for _ in range(LAYERS):
                 x = Block()(x)
@@ -237,7 +235,10 @@ def _run_worker(name: str, steps: int, hugetlb: bool) -> float:
         env["GLIBC_TUNABLES"] = HUGETLB
     out = subprocess.run(
         [sys.executable, __file__, "--worker", name, "--steps", str(steps)],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -269,10 +270,10 @@ def main() -> None:
             v = times[impl, env]
             ratios = ", ".join(
                 f"{other} / this = {medians[other, env] / medians[impl, env]:.2f}"
-                for other in impls if other != impl
+                for other in impls
+                if other != impl
             )
-            print(f"{env:8s} {impl:15s} {medians[impl, env]:.3f} ({min(v):.3f}-{max(v):.3f})  "
-                  f"{ratios}")
+            print(f"{env:8s} {impl:15s} {medians[impl, env]:.3f} ({min(v):.3f}-{max(v):.3f})  {ratios}")
 
 
 if __name__ == "__main__":

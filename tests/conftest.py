@@ -8,9 +8,7 @@ is checked by beartype, as in a user's program (`scenic_eqx._shape_checks`).
 import os
 import socket
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-)
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # A persistent compilation cache, shared by both test workers and every process a test
 # starts (the variables are inherited): many tests compile the same small programs, and a

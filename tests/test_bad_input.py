@@ -161,8 +161,13 @@ def _fit(batches, **kwargs):
     kwargs = {"num_steps": 1, "log_every": 1, **kwargs}
     model = _Linear(jnp.zeros((3, 4)))
     return loops.fit(
-        model, tasks.ClassificationTask(), batches, optimizer=optax.sgd(0.1),
-        key=jax.random.key(0), progress=False, **kwargs,
+        model,
+        tasks.ClassificationTask(),
+        batches,
+        optimizer=optax.sgd(0.1),
+        key=jax.random.key(0),
+        progress=False,
+        **kwargs,
     )
 
 
@@ -204,214 +209,462 @@ def _config_file(tmp_path, source):
 
 ROWS = [
     # Models: a wrong rank, dtype, channel count or size, refused at trace time.
-    ("vit_1_channel", lambda t: _call("vit_ti16", (16, 16, 1)), ValueError,
-     _input("ViT") + r" have size 3 on its `channels` axis \(axis 2 of \(height, width, channels\)\), "
-     r"from `in_channels` \(=3\)\. Received: shape \(16, 16, 1\)\."),
-    ("vit_batch_into_one_example", lambda t: _call("vit_ti16", (2, 16, 16, 3)), ValueError,
-     _input("ViT") + r" have rank 3, .* It takes one example: batch it with `jax.vmap`\. "
-     r"Received: shape \(2, 16, 16, 3\)\."),
-    ("vit_uint8_image", lambda t: _call("vit_ti16", (16, 16, 3), jnp.uint8), TypeError,
-     _input("ViT") + r" be a floating-point array .* Received: dtype uint8\."),
-    ("vit_other_image_size", lambda t: _call("vit_ti16", (32, 16, 3)), ValueError,
-     _input("ViT") + r" have size 16 on its `height` axis .* from `image_size` \(=16x16\)\. "
-     r"Received: shape \(32, 16, 3\)\."),
-    ("mixer_1_channel", lambda t: _call("mixer_s16", (16, 16, 1)), ValueError,
-     _input("MlpMixer") + r" have size 3 on its `channels` axis"),
-    ("mixer_int_tokens", lambda t: _call("mixer_s16", (16, 16, 3), jnp.int32), TypeError,
-     _input("MlpMixer") + r" be a floating-point array .* Received: dtype int32\."),
-    ("vivit_1_channel", lambda t: _call("vivit_ti16x2", (4, 16, 16, 1)), ValueError,
-     _input("ViViT") + r" have size 3 on its `channels` axis \(axis 3 of \(time, height, width, "
-     r"channels\)\)"),
-    ("vivit_a_frame_not_a_clip", lambda t: _call("vivit_ti16x2", (16, 16, 3)), ValueError,
-     r"`x` \(the input of ViViT\) must be one clip \(time, height, width, channels\) or its "
-     r"views .* Received: shape \(16, 16, 3\)\."),
-    ("vivit_other_num_frames", lambda t: _call("vivit_ti16x2", (6, 16, 16, 3)), ValueError,
-     _input("ViViT") + r" have size 4 on its `time` axis .* from `num_frames` x `image_size` "
-     r"\(=4x16x16\)\."),
-    ("resnet_int_image", lambda t: _call("resnet18", (16, 16, 3), jnp.int32), TypeError,
-     _input("ResNet") + r" be a floating-point array .* Received: dtype int32\."),
-    ("resnet_rank_2", lambda t: _call("resnet18", (16, 3)), ValueError,
-     _input("ResNet") + r" have rank 3, shape \(height, width, channels\)\. Received: shape \(16, 3\)\."),
-    ("bit_1_channel", lambda t: _call("bit_r50x1", (16, 16, 1)), ValueError,
-     _input("BiTResNet") + r" have size 3 on its `channels` axis"),
-    ("unet_batch_into_one_example", lambda t: _call("unet", (2, 16, 16, 3)), ValueError,
-     _input("UNet") + r" have rank 3, .* Received: shape \(2, 16, 16, 3\)\."),
-    ("unet_not_divisible", lambda t: _call("unet", (15, 16, 3)), ValueError,
-     r"The height and width of `x` must be divisible by 2\*\*\(num_levels - 1\) \(=2\)\. "
-     r"Received: 15x16\."),
-    ("detr_1_channel", lambda t: _call("detr_r50", (16, 16, 1)), ValueError,
-     _input("DETR") + r" have size 3 on its `channels` axis"),
-    ("simple_cnn_uint8", lambda t: _call("simple_cnn", (16, 16, 3), jnp.uint8), TypeError,
-     _input("SimpleCNN") + r" be a floating-point array"),
-    ("fully_connected_other_size",
-     lambda t: _call(nn.create("fully_connected", num_classes=3, input_shape=(8, 8, 3),
-                               hidden_sizes=(4,), key=jax.random.key(0)), (8, 8, 1)),
-     ValueError,
-     _input("FullyConnected") + r" hold 192 values, .* Received: shape \(8, 8, 1\) \(64 values\)\."),
-    ("patch_embedding_1_channel",
-     lambda t: nn.PatchEmbedding(3, 8, 4, key=jax.random.key(0))(jnp.ones((8, 8, 1))), ValueError,
-     _input("PatchEmbedding") + r" have size 3 on its `channels` axis"),
+    (
+        "vit_1_channel",
+        lambda t: _call("vit_ti16", (16, 16, 1)),
+        ValueError,
+        _input("ViT") + r" have size 3 on its `channels` axis \(axis 2 of \(height, width, channels\)\), "
+        r"from `in_channels` \(=3\)\. Received: shape \(16, 16, 1\)\.",
+    ),
+    (
+        "vit_batch_into_one_example",
+        lambda t: _call("vit_ti16", (2, 16, 16, 3)),
+        ValueError,
+        _input("ViT") + r" have rank 3, .* It takes one example: batch it with `jax.vmap`\. "
+        r"Received: shape \(2, 16, 16, 3\)\.",
+    ),
+    (
+        "vit_uint8_image",
+        lambda t: _call("vit_ti16", (16, 16, 3), jnp.uint8),
+        TypeError,
+        _input("ViT") + r" be a floating-point array .* Received: dtype uint8\.",
+    ),
+    (
+        "vit_other_image_size",
+        lambda t: _call("vit_ti16", (32, 16, 3)),
+        ValueError,
+        _input("ViT") + r" have size 16 on its `height` axis .* from `image_size` \(=16x16\)\. "
+        r"Received: shape \(32, 16, 3\)\.",
+    ),
+    (
+        "mixer_1_channel",
+        lambda t: _call("mixer_s16", (16, 16, 1)),
+        ValueError,
+        _input("MlpMixer") + r" have size 3 on its `channels` axis",
+    ),
+    (
+        "mixer_int_tokens",
+        lambda t: _call("mixer_s16", (16, 16, 3), jnp.int32),
+        TypeError,
+        _input("MlpMixer") + r" be a floating-point array .* Received: dtype int32\.",
+    ),
+    (
+        "vivit_1_channel",
+        lambda t: _call("vivit_ti16x2", (4, 16, 16, 1)),
+        ValueError,
+        _input("ViViT") + r" have size 3 on its `channels` axis \(axis 3 of \(time, height, width, "
+        r"channels\)\)",
+    ),
+    (
+        "vivit_a_frame_not_a_clip",
+        lambda t: _call("vivit_ti16x2", (16, 16, 3)),
+        ValueError,
+        r"`x` \(the input of ViViT\) must be one clip \(time, height, width, channels\) or its "
+        r"views .* Received: shape \(16, 16, 3\)\.",
+    ),
+    (
+        "vivit_other_num_frames",
+        lambda t: _call("vivit_ti16x2", (6, 16, 16, 3)),
+        ValueError,
+        _input("ViViT") + r" have size 4 on its `time` axis .* from `num_frames` x `image_size` "
+        r"\(=4x16x16\)\.",
+    ),
+    (
+        "resnet_int_image",
+        lambda t: _call("resnet18", (16, 16, 3), jnp.int32),
+        TypeError,
+        _input("ResNet") + r" be a floating-point array .* Received: dtype int32\.",
+    ),
+    (
+        "resnet_rank_2",
+        lambda t: _call("resnet18", (16, 3)),
+        ValueError,
+        _input("ResNet") + r" have rank 3, shape \(height, width, channels\)\. Received: shape \(16, 3\)\.",
+    ),
+    (
+        "bit_1_channel",
+        lambda t: _call("bit_r50x1", (16, 16, 1)),
+        ValueError,
+        _input("BiTResNet") + r" have size 3 on its `channels` axis",
+    ),
+    (
+        "unet_batch_into_one_example",
+        lambda t: _call("unet", (2, 16, 16, 3)),
+        ValueError,
+        _input("UNet") + r" have rank 3, .* Received: shape \(2, 16, 16, 3\)\.",
+    ),
+    (
+        "unet_not_divisible",
+        lambda t: _call("unet", (15, 16, 3)),
+        ValueError,
+        r"The height and width of `x` must be divisible by 2\*\*\(num_levels - 1\) \(=2\)\. "
+        r"Received: 15x16\.",
+    ),
+    (
+        "detr_1_channel",
+        lambda t: _call("detr_r50", (16, 16, 1)),
+        ValueError,
+        _input("DETR") + r" have size 3 on its `channels` axis",
+    ),
+    (
+        "simple_cnn_uint8",
+        lambda t: _call("simple_cnn", (16, 16, 3), jnp.uint8),
+        TypeError,
+        _input("SimpleCNN") + r" be a floating-point array",
+    ),
+    (
+        "fully_connected_other_size",
+        lambda t: _call(
+            nn.create(
+                "fully_connected",
+                num_classes=3,
+                input_shape=(8, 8, 3),
+                hidden_sizes=(4,),
+                key=jax.random.key(0),
+            ),
+            (8, 8, 1),
+        ),
+        ValueError,
+        _input("FullyConnected") + r" hold 192 values, .* Received: shape \(8, 8, 1\) \(64 values\)\.",
+    ),
+    (
+        "patch_embedding_1_channel",
+        lambda t: nn.PatchEmbedding(3, 8, 4, key=jax.random.key(0))(jnp.ones((8, 8, 1))),
+        ValueError,
+        _input("PatchEmbedding") + r" have size 3 on its `channels` axis",
+    ),
     # nn.create and nn.load_weights.
-    ("create_unknown_name", lambda t: nn.create("vit_b17", num_classes=3, key=jax.random.key(0)),
-     ValueError, r"Unknown model `name`\. Did you mean 'vit_b16'.* Received: 'vit_b17'\."),
-    ("create_unknown_argument",
-     lambda t: nn.create("vit_ti16", num_classes=3, hiden_size=8, key=jax.random.key(0)),
-     ValueError, r"`vit_ti16` takes the arguments: .* Did you mean 'hidden_size'\? Received: "
-     r"unknown argument 'hiden_size'\."),
-    ("create_zero_classes", lambda t: nn.create("simple_cnn", num_classes=0, key=jax.random.key(0)),
-     ValueError, r"`num_classes` must be a positive integer\. Received: 0\."),
-    ("load_weights_missing_file", lambda t: nn.load_weights(_vit(), t / "no.npz"),
-     FileNotFoundError, r"`path` must be an existing checkpoint file\. Received: '.*no\.npz'\."),
-    ("load_weights_wrong_file_type",
-     lambda t: nn.load_weights(_vit(), _empty_file(t / "w.pt")),
-     ValueError, r"`path` must be a Google `\.npz` or a timm/transformers `\.safetensors` "
-     r"checkpoint\. Received: '.*w\.pt'\."),
-    ("load_weights_truncated", lambda t: nn.load_weights(_vit(), _truncated(t)), ValueError,
-     r"`path` must be a complete `\.npz` archive .* Received: '.*weights\.npz' \(1000 bytes\), "
-     r"which cannot be read"),
-    ("load_weights_pickle", lambda t: nn.load_weights(_vit(), _pickled(t)), ValueError,
-     r"`path` must hold numeric arrays only\. Received: .* where the file is a pickle: reading it "
-     r"would unpickle Python objects"),
-    ("load_weights_nan",
-     lambda t: nn.load_weights(_vit(), _write_npz(t, _set("head/bias", np.full(5, np.nan, F32)))),
-     ValueError, r"must hold finite weights .* Received: 5 NaN and 0 infinite value\(s\) of 5 in "
-     r"`head\.bias`"),
-    ("load_weights_shape_mismatch",
-     lambda t: nn.load_weights(_vit(), _write_npz(t, _set("head/bias", np.zeros(7, F32)))),
-     ValueError, r"Checkpoint '.*weights\.npz' must have the shapes of the ViT's parameters\. "
-     r"Received: `head\.bias` \(checkpoint key 'head/bias'\): checkpoint \(7,\), model \(5,\)\."),
-    ("load_weights_unsupported_model",
-     lambda t: nn.load_weights(eqx.nn.Linear(2, 2, key=jax.random.key(0)), FIXTURE), ValueError,
-     r"Cannot load a Google \.npz checkpoint into a Linear"),
+    (
+        "create_unknown_name",
+        lambda t: nn.create("vit_b17", num_classes=3, key=jax.random.key(0)),
+        ValueError,
+        r"Unknown model `name`\. Did you mean 'vit_b16'.* Received: 'vit_b17'\.",
+    ),
+    (
+        "create_unknown_argument",
+        lambda t: nn.create("vit_ti16", num_classes=3, hiden_size=8, key=jax.random.key(0)),
+        ValueError,
+        r"`vit_ti16` takes the arguments: .* Did you mean 'hidden_size'\? Received: "
+        r"unknown argument 'hiden_size'\.",
+    ),
+    (
+        "create_zero_classes",
+        lambda t: nn.create("simple_cnn", num_classes=0, key=jax.random.key(0)),
+        ValueError,
+        r"`num_classes` must be a positive integer\. Received: 0\.",
+    ),
+    (
+        "load_weights_missing_file",
+        lambda t: nn.load_weights(_vit(), t / "no.npz"),
+        FileNotFoundError,
+        r"`path` must be an existing checkpoint file\. Received: '.*no\.npz'\.",
+    ),
+    (
+        "load_weights_wrong_file_type",
+        lambda t: nn.load_weights(_vit(), _empty_file(t / "w.pt")),
+        ValueError,
+        r"`path` must be a Google `\.npz` or a timm/transformers `\.safetensors` "
+        r"checkpoint\. Received: '.*w\.pt'\.",
+    ),
+    (
+        "load_weights_truncated",
+        lambda t: nn.load_weights(_vit(), _truncated(t)),
+        ValueError,
+        r"`path` must be a complete `\.npz` archive .* Received: '.*weights\.npz' \(1000 bytes\), "
+        r"which cannot be read",
+    ),
+    (
+        "load_weights_pickle",
+        lambda t: nn.load_weights(_vit(), _pickled(t)),
+        ValueError,
+        r"`path` must hold numeric arrays only\. Received: .* where the file is a pickle: reading it "
+        r"would unpickle Python objects",
+    ),
+    (
+        "load_weights_nan",
+        lambda t: nn.load_weights(_vit(), _write_npz(t, _set("head/bias", np.full(5, np.nan, F32)))),
+        ValueError,
+        r"must hold finite weights .* Received: 5 NaN and 0 infinite value\(s\) of 5 in "
+        r"`head\.bias`",
+    ),
+    (
+        "load_weights_shape_mismatch",
+        lambda t: nn.load_weights(_vit(), _write_npz(t, _set("head/bias", np.zeros(7, F32)))),
+        ValueError,
+        r"Checkpoint '.*weights\.npz' must have the shapes of the ViT's parameters\. "
+        r"Received: `head\.bias` \(checkpoint key 'head/bias'\): checkpoint \(7,\), model \(5,\)\.",
+    ),
+    (
+        "load_weights_unsupported_model",
+        lambda t: nn.load_weights(eqx.nn.Linear(2, 2, key=jax.random.key(0)), FIXTURE),
+        ValueError,
+        r"Cannot load a Google \.npz checkpoint into a Linear",
+    ),
     # Tasks: label shapes and values, missing labels, constructor arguments.
-    ("classification_one_based_labels",
-     lambda t: tasks.ClassificationTask().loss(LOGITS, {"label": jnp.array([1, 2, 3, 3])}),
-     ValueError, r'`batch\["label"\]` must hold class indices in \[0, 3\) \(`num_classes` = 3, '
-     r"the logits' last axis\)\. Received: 2 value\(s\) outside it, from 3 to 3; the counted "
-     r"labels span \[1, 3\]\."),
-    ("classification_label_shape",
-     lambda t: tasks.ClassificationTask().loss(LOGITS, {"label": jnp.zeros((4, 2), jnp.int32)}),
-     ValueError, r'`batch\["label"\]` must be integer labels of shape \(4,\) or one-hot/soft '
-     r"targets of shape \(4, 3\), .* Received: shape \(4, 2\)\."),
-    ("classification_float_labels",
-     lambda t: tasks.ClassificationTask().loss(LOGITS, {"label": jnp.zeros(4)}), ValueError,
-     r'`batch\["label"\]` of shape \(4,\) must hold integer class indices\. Received: dtype float32\.'),
-    ("classification_missing_label",
-     lambda t: tasks.ClassificationTask().loss(LOGITS, {"inputs": LOGITS, "labels": LOGITS}),
-     ValueError, r'`batch` must have a "label" entry, which ClassificationTask reads\. Received: '
-     r"a batch with keys \['inputs', 'labels'\]\."),
-    ("classification_mask_shape",
-     lambda t: tasks.ClassificationTask().loss(
-         LOGITS, {"label": jnp.zeros(4, jnp.int32), "batch_mask": jnp.ones((4, 1))}),
-     ValueError, r'`batch\["batch_mask"\]` must have shape \(4,\), .* Received: shape \(4, 1\)\.'),
-    ("multilabel_label_2",
-     lambda t: tasks.MultiLabelClassificationTask().loss(LOGITS, {"label": 2 * jnp.ones((4, 3))}),
-     ValueError, r'`batch\["label"\]` must hold multi-hot or soft labels in \[0, 1\]\. Received: '
-     r"12 value\(s\) outside it, from 2 to 2"),
-    ("segmentation_label_outside",
-     lambda t: tasks.SegmentationTask().loss(
-         jnp.zeros((1, 2, 2, 3)), {"label": jnp.array([[[0, 1], [3, 255]]])}),
-     ValueError, r"class indices in \[0, 3\) .* or `ignore_label` \(=255\), on pixels that count\. "
-     r"Received: 1 value\(s\) outside it, from 3 to 3"),
-    ("detection_label_not_a_dict",
-     lambda t: tasks.DetectionTask().loss(DETECTION_OUTPUTS, {"label": jnp.zeros((2, 3))}),
-     ValueError, r'`batch\["label"\]` must be a dict with "boxes", "labels" and "box_mask"\. '
-     r"Received: \w+\."),
-    ("detection_class_outside",
-     lambda t: tasks.DetectionTask().loss(DETECTION_OUTPUTS, {"label": _boxes([[0, 5], [1, 2]])}),
-     ValueError, r'`batch\["label"\]\["labels"\]` must hold class indices in \[0, 3\) .* for '
-     r"real boxes .* Received: 1 value\(s\) outside it, from 5 to 5"),
-    ("encoder_decoder_token_outside",
-     lambda t: tasks.EncoderDecoderTask().loss(
-         jnp.zeros((1, 2, 3)), {"label": jnp.array([[1, 9]])}),
-     ValueError, r"must hold token ids in \[0, 3\) .* Received: 1 value\(s\) outside it, from 9 to 9"),
-    ("create_task_unknown_name", lambda t: tasks.create_task("clasification"), ValueError,
-     r"`name` must be a registered task: .* Did you mean 'classification'.* Received: "
-     r"'clasification'\."),
-    ("create_task_unknown_argument",
-     lambda t: tasks.create_task("classification", label_smothing=0.1), ValueError,
-     r"Task 'classification' takes the arguments: label_smoothing\. Did you mean "
-     r"'label_smoothing'\? Received: unknown argument\(s\) 'label_smothing'\."),
-    ("create_task_bad_matcher", lambda t: tasks.create_task("detection", matcher="hungarain"),
-     ValueError, r"`matcher` must be one of 'hungarian', .* Received: 'hungarain'\."),
-    ("label_smoothing_out_of_range", lambda t: tasks.ClassificationTask(label_smoothing=1.0),
-     ValueError, r"`label_smoothing` must be a number in \[0, 1\)\. Received: 1\.0\."),
-    ("matcher_cost_rank_2", lambda t: _matchers.hungarian_matcher(jnp.zeros((3, 4))), ValueError,
-     r"`cost` must have shape \[batch, n, m\]\. Received: shape \(3, 4\)\."),
+    (
+        "classification_one_based_labels",
+        lambda t: tasks.ClassificationTask().loss(LOGITS, {"label": jnp.array([1, 2, 3, 3])}),
+        ValueError,
+        r'`batch\["label"\]` must hold class indices in \[0, 3\) \(`num_classes` = 3, '
+        r"the logits' last axis\)\. Received: 2 value\(s\) outside it, from 3 to 3; the counted "
+        r"labels span \[1, 3\]\.",
+    ),
+    (
+        "classification_label_shape",
+        lambda t: tasks.ClassificationTask().loss(LOGITS, {"label": jnp.zeros((4, 2), jnp.int32)}),
+        ValueError,
+        r'`batch\["label"\]` must be integer labels of shape \(4,\) or one-hot/soft '
+        r"targets of shape \(4, 3\), .* Received: shape \(4, 2\)\.",
+    ),
+    (
+        "classification_float_labels",
+        lambda t: tasks.ClassificationTask().loss(LOGITS, {"label": jnp.zeros(4)}),
+        ValueError,
+        r'`batch\["label"\]` of shape \(4,\) must hold integer class indices\. Received: dtype float32\.',
+    ),
+    (
+        "classification_missing_label",
+        lambda t: tasks.ClassificationTask().loss(LOGITS, {"inputs": LOGITS, "labels": LOGITS}),
+        ValueError,
+        r'`batch` must have a "label" entry, which ClassificationTask reads\. Received: '
+        r"a batch with keys \['inputs', 'labels'\]\.",
+    ),
+    (
+        "classification_mask_shape",
+        lambda t: tasks.ClassificationTask().loss(
+            LOGITS, {"label": jnp.zeros(4, jnp.int32), "batch_mask": jnp.ones((4, 1))}
+        ),
+        ValueError,
+        r'`batch\["batch_mask"\]` must have shape \(4,\), .* Received: shape \(4, 1\)\.',
+    ),
+    (
+        "multilabel_label_2",
+        lambda t: tasks.MultiLabelClassificationTask().loss(LOGITS, {"label": 2 * jnp.ones((4, 3))}),
+        ValueError,
+        r'`batch\["label"\]` must hold multi-hot or soft labels in \[0, 1\]\. Received: '
+        r"12 value\(s\) outside it, from 2 to 2",
+    ),
+    (
+        "segmentation_label_outside",
+        lambda t: tasks.SegmentationTask().loss(
+            jnp.zeros((1, 2, 2, 3)), {"label": jnp.array([[[0, 1], [3, 255]]])}
+        ),
+        ValueError,
+        r"class indices in \[0, 3\) .* or `ignore_label` \(=255\), on pixels that count\. "
+        r"Received: 1 value\(s\) outside it, from 3 to 3",
+    ),
+    (
+        "detection_label_not_a_dict",
+        lambda t: tasks.DetectionTask().loss(DETECTION_OUTPUTS, {"label": jnp.zeros((2, 3))}),
+        ValueError,
+        r'`batch\["label"\]` must be a dict with "boxes", "labels" and "box_mask"\. '
+        r"Received: \w+\.",
+    ),
+    (
+        "detection_class_outside",
+        lambda t: tasks.DetectionTask().loss(DETECTION_OUTPUTS, {"label": _boxes([[0, 5], [1, 2]])}),
+        ValueError,
+        r'`batch\["label"\]\["labels"\]` must hold class indices in \[0, 3\) .* for '
+        r"real boxes .* Received: 1 value\(s\) outside it, from 5 to 5",
+    ),
+    (
+        "encoder_decoder_token_outside",
+        lambda t: tasks.EncoderDecoderTask().loss(jnp.zeros((1, 2, 3)), {"label": jnp.array([[1, 9]])}),
+        ValueError,
+        r"must hold token ids in \[0, 3\) .* Received: 1 value\(s\) outside it, from 9 to 9",
+    ),
+    (
+        "create_task_unknown_name",
+        lambda t: tasks.create_task("clasification"),
+        ValueError,
+        r"`name` must be a registered task: .* Did you mean 'classification'.* Received: "
+        r"'clasification'\.",
+    ),
+    (
+        "create_task_unknown_argument",
+        lambda t: tasks.create_task("classification", label_smothing=0.1),
+        ValueError,
+        r"Task 'classification' takes the arguments: label_smoothing\. Did you mean "
+        r"'label_smoothing'\? Received: unknown argument\(s\) 'label_smothing'\.",
+    ),
+    (
+        "create_task_bad_matcher",
+        lambda t: tasks.create_task("detection", matcher="hungarain"),
+        ValueError,
+        r"`matcher` must be one of 'hungarian', .* Received: 'hungarain'\.",
+    ),
+    (
+        "label_smoothing_out_of_range",
+        lambda t: tasks.ClassificationTask(label_smoothing=1.0),
+        ValueError,
+        r"`label_smoothing` must be a number in \[0, 1\)\. Received: 1\.0\.",
+    ),
+    (
+        "matcher_cost_rank_2",
+        lambda t: _matchers.hungarian_matcher(jnp.zeros((3, 4))),
+        ValueError,
+        r"`cost` must have shape \[batch, n, m\]\. Received: shape \(3, 4\)\.",
+    ),
     # loops.fit and loops.evaluate.
     pytest.param(
-        "fit_batch_without_label", lambda t: _fit(_batches(label=None, labels=np.zeros(8))),
-        ValueError, r'`batch` must have a "label" entry, which ClassificationTask reads\. Received: '
-        r"a batch with keys \['batch_mask', 'inputs', 'labels'\]\.", id="fit_batch_without_label",
+        "fit_batch_without_label",
+        lambda t: _fit(_batches(label=None, labels=np.zeros(8))),
+        ValueError,
+        r'`batch` must have a "label" entry, which ClassificationTask reads\. Received: '
+        r"a batch with keys \['batch_mask', 'inputs', 'labels'\]\.",
+        id="fit_batch_without_label",
     ),
     pytest.param(
         "fit_batch_without_inputs",
         lambda t: _fit(_batches(inputs=None, image=np.zeros((8, 4), np.float32))),
-        ValueError, r"Received: a batch with keys \['batch_mask', 'image', 'label'\], without 'inputs'\.", id="fit_batch_without_inputs",
+        ValueError,
+        r"Received: a batch with keys \['batch_mask', 'image', 'label'\], without 'inputs'\.",
+        id="fit_batch_without_inputs",
     ),
     pytest.param(
-        "fit_mismatched_sizes", lambda t: _fit(_batches(label=np.zeros(7, np.int32))),
-        ValueError, r"every entry must have the same leading \(batch\) size\. Received: "
-        r"`batch_mask` \(8,\), `inputs` \(8, 4\), `label` \(7,\)\.", id="fit_mismatched_sizes",
+        "fit_mismatched_sizes",
+        lambda t: _fit(_batches(label=np.zeros(7, np.int32))),
+        ValueError,
+        r"every entry must have the same leading \(batch\) size\. Received: "
+        r"`batch_mask` \(8,\), `inputs` \(8, 4\), `label` \(7,\)\.",
+        id="fit_mismatched_sizes",
     ),
-    ("fit_mask_shape", lambda t: _fit(_batches(batch_mask=np.ones((8, 2), np.float32))),
-     ValueError, r"batch_mask.* must have shape \(8,\).* Received: shape \(8, 2\)\."),
-    ("fit_batch_not_divisible_by_devices", lambda t: _fit(_batches(size=12)), ValueError,
-     r"must be divisible .* \(=8\)\. Received: a batch of 12\."),
-    pytest.param(
-        "fit_no_batches", lambda t: _fit([]), ValueError, r"`train_batches`.*Received:", id="fit_no_batches",
+    (
+        "fit_mask_shape",
+        lambda t: _fit(_batches(batch_mask=np.ones((8, 2), np.float32))),
+        ValueError,
+        r"batch_mask.* must have shape \(8,\).* Received: shape \(8, 2\)\.",
     ),
-    ("fit_zero_steps", lambda t: _fit(_batches(), num_steps=0), ValueError,
-     r"`num_steps` must be a positive integer\. Received: 0\."),
-    ("fit_labels_outside_the_classes", lambda t: _fit(_batches(label=np.full(8, 3, np.int32))),
-     Exception, r'`batch\["label"\]` must hold class indices in \[0, 3\) .* Received: 8 '
-     r"value\(s\) outside it, from 3 to 3"),
-    ("evaluate_labels_outside_the_classes",
-     lambda t: _evaluate(_batches(label=np.arange(8, dtype=np.int32))), Exception,
-     r"Received: 5 value\(s\) outside it, from 3 to 7; the counted labels span \[0, 7\]\."),
-    ("evaluate_batch_without_label",
-     lambda t: _evaluate(_batches(label=None)), ValueError,
-     r'`batch` must have a "label" entry, which ClassificationTask reads\. Received: a batch '
-     r"with keys \['batch_mask', 'inputs'\]\."),
-    pytest.param(
-        "evaluate_batch_without_inputs", lambda t: _evaluate(_batches(inputs=None)), ValueError,
-        r"Received: a batch with keys \['batch_mask', 'label'\], without 'inputs'\.", id="evaluate_batch_without_inputs",
+    (
+        "fit_batch_not_divisible_by_devices",
+        lambda t: _fit(_batches(size=12)),
+        ValueError,
+        r"must be divisible .* \(=8\)\. Received: a batch of 12\.",
     ),
     pytest.param(
-        "evaluate_no_batches", lambda t: _evaluate([]), ValueError, r"`batches`.*Received:", id="evaluate_no_batches",
+        "fit_no_batches",
+        lambda t: _fit([]),
+        ValueError,
+        r"`train_batches`.*Received:",
+        id="fit_no_batches",
+    ),
+    (
+        "fit_zero_steps",
+        lambda t: _fit(_batches(), num_steps=0),
+        ValueError,
+        r"`num_steps` must be a positive integer\. Received: 0\.",
+    ),
+    (
+        "fit_labels_outside_the_classes",
+        lambda t: _fit(_batches(label=np.full(8, 3, np.int32))),
+        Exception,
+        r'`batch\["label"\]` must hold class indices in \[0, 3\) .* Received: 8 '
+        r"value\(s\) outside it, from 3 to 3",
+    ),
+    (
+        "evaluate_labels_outside_the_classes",
+        lambda t: _evaluate(_batches(label=np.arange(8, dtype=np.int32))),
+        Exception,
+        r"Received: 5 value\(s\) outside it, from 3 to 7; the counted labels span \[0, 7\]\.",
+    ),
+    (
+        "evaluate_batch_without_label",
+        lambda t: _evaluate(_batches(label=None)),
+        ValueError,
+        r'`batch` must have a "label" entry, which ClassificationTask reads\. Received: a batch '
+        r"with keys \['batch_mask', 'inputs'\]\.",
+    ),
+    pytest.param(
+        "evaluate_batch_without_inputs",
+        lambda t: _evaluate(_batches(inputs=None)),
+        ValueError,
+        r"Received: a batch with keys \['batch_mask', 'label'\], without 'inputs'\.",
+        id="evaluate_batch_without_inputs",
+    ),
+    pytest.param(
+        "evaluate_no_batches",
+        lambda t: _evaluate([]),
+        ValueError,
+        r"`batches`.*Received:",
+        id="evaluate_no_batches",
     ),
     # Configs and the command line.
-    ("override_not_a_number", lambda t: _override("num_train_steps=abc"), ValueError,
-     r"`config.num_train_steps` must be an integer, like its value in the config \(.*\)\. "
-     r"Received: 'abc'\."),
-    ("override_float_for_an_int", lambda t: _override("batch_size=0.5"), ValueError,
-     r"`config.batch_size` must be an integer, .* Received: '0\.5'\."),
-    ("override_string_for_a_number",
-     lambda t: _override("schedule_kwargs.base_learning_rate='0.1'"), ValueError,
-     r"`config.schedule_kwargs.base_learning_rate` must be a number, .* Received: \"'0\.1'\"\."),
-    ("override_typo", lambda t: _override("num_train_step=3"), ValueError,
-     r"`config` has no key 'num_train_step'\. Did you mean 'num_train_steps'\? Valid keys: .* "
-     r"Received: `num_train_step=3`\."),
-    ("override_scalar_for_a_group", lambda t: _override("model=3"), ValueError,
-     r"`config.model` is a group of keys \(in_channels, num_filters\): set one of them .* "
-     r"Received: '3'\."),
-    ("override_into_a_value", lambda t: _override("seed.value=3"), ValueError,
-     r"`config.seed` is a value \(0\), not a group of keys, so it has no key 'value'\."),
-    ("override_malformed", lambda t: _override("seed"), ValueError,
-     r"A config override must look like `key=value`\. Received: 'seed'\."),
-    ("config_file_missing", lambda t: _config.load_config("no/such.py"), FileNotFoundError,
-     r"`--config` must name an existing Python file .* Received: 'no/such\.py'"),
-    ("config_not_a_config_dict",
-     lambda t: _config_file(t, "def get_config():\n    return {'seed': 0}\n"), ValueError,
-     r"`get_config\(\)` in '.*config\.py' must return an `ml_collections\.ConfigDict`\. "
-     r"Received: dict\."),
-    ("config_unknown_key",
-     lambda t: _config.check_keys(ml_collections.ConfigDict({"num_train_step": 1})), ValueError,
-     r"Unknown config key\(s\) \['num_train_step'\]\. .* Received: \['num_train_step'\]\."),
-    ("cli_not_a_number", lambda t: _cli("--config.num_train_steps=abc", tmp_path=t),
-     CommandLineError, r"`config.num_train_steps` must be an integer, .* Received: 'abc'\."),
-    ("cli_float_for_an_int", lambda t: _cli("--config.seed", "1.5", tmp_path=t),
-     CommandLineError, r"`config.seed` must be an integer, .* Received: '1\.5'\."),
+    (
+        "override_not_a_number",
+        lambda t: _override("num_train_steps=abc"),
+        ValueError,
+        r"`config.num_train_steps` must be an integer, like its value in the config \(.*\)\. "
+        r"Received: 'abc'\.",
+    ),
+    (
+        "override_float_for_an_int",
+        lambda t: _override("batch_size=0.5"),
+        ValueError,
+        r"`config.batch_size` must be an integer, .* Received: '0\.5'\.",
+    ),
+    (
+        "override_string_for_a_number",
+        lambda t: _override("schedule_kwargs.base_learning_rate='0.1'"),
+        ValueError,
+        r"`config.schedule_kwargs.base_learning_rate` must be a number, .* Received: \"'0\.1'\"\.",
+    ),
+    (
+        "override_typo",
+        lambda t: _override("num_train_step=3"),
+        ValueError,
+        r"`config` has no key 'num_train_step'\. Did you mean 'num_train_steps'\? Valid keys: .* "
+        r"Received: `num_train_step=3`\.",
+    ),
+    (
+        "override_scalar_for_a_group",
+        lambda t: _override("model=3"),
+        ValueError,
+        r"`config.model` is a group of keys \(in_channels, num_filters\): set one of them .* "
+        r"Received: '3'\.",
+    ),
+    (
+        "override_into_a_value",
+        lambda t: _override("seed.value=3"),
+        ValueError,
+        r"`config.seed` is a value \(0\), not a group of keys, so it has no key 'value'\.",
+    ),
+    (
+        "override_malformed",
+        lambda t: _override("seed"),
+        ValueError,
+        r"A config override must look like `key=value`\. Received: 'seed'\.",
+    ),
+    (
+        "config_file_missing",
+        lambda t: _config.load_config("no/such.py"),
+        FileNotFoundError,
+        r"`--config` must name an existing Python file .* Received: 'no/such\.py'",
+    ),
+    (
+        "config_not_a_config_dict",
+        lambda t: _config_file(t, "def get_config():\n    return {'seed': 0}\n"),
+        ValueError,
+        r"`get_config\(\)` in '.*config\.py' must return an `ml_collections\.ConfigDict`\. "
+        r"Received: dict\.",
+    ),
+    (
+        "config_unknown_key",
+        lambda t: _config.check_keys(ml_collections.ConfigDict({"num_train_step": 1})),
+        ValueError,
+        r"Unknown config key\(s\) \['num_train_step'\]\. .* Received: \['num_train_step'\]\.",
+    ),
+    (
+        "cli_not_a_number",
+        lambda t: _cli("--config.num_train_steps=abc", tmp_path=t),
+        CommandLineError,
+        r"`config.num_train_steps` must be an integer, .* Received: 'abc'\.",
+    ),
+    (
+        "cli_float_for_an_int",
+        lambda t: _cli("--config.seed", "1.5", tmp_path=t),
+        CommandLineError,
+        r"`config.seed` must be an integer, .* Received: '1\.5'\.",
+    ),
 ]
 
 

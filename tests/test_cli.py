@@ -13,15 +13,31 @@ def trained(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tfds")
     workdir = tmp_path_factory.mktemp("run")
     os.environ["TFDS_DATA_DIR"] = str(data_dir)
-    code = cli.main(["train", "--config", CONFIG, "--workdir", str(workdir),
-                     "--config.model.num_filters=(8, 16)", "--config.batch_size", "32"])
+    code = cli.main(
+        [
+            "train",
+            "--config",
+            CONFIG,
+            "--workdir",
+            str(workdir),
+            "--config.model.num_filters=(8, 16)",
+            "--config.batch_size",
+            "32",
+        ]
+    )
     assert code == 0
     return workdir
 
 
 def test_train_leaves_everything_in_the_workdir(trained, capsys):
     names = set(os.listdir(trained))
-    assert {"checkpoints", "metrics.jsonl", "config.json", "test_metrics.json", "training_curves.png"} <= names
+    assert {
+        "checkpoints",
+        "metrics.jsonl",
+        "config.json",
+        "test_metrics.json",
+        "training_curves.png",
+    } <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
     assert sorted(int(s) for s in os.listdir(trained / "checkpoints") if s.isdigit()) == [10, 20]
     config = json.load(open(trained / "config.json"))
@@ -30,11 +46,15 @@ def test_train_leaves_everything_in_the_workdir(trained, capsys):
 
 def test_eval_restores_the_same_model(trained, capsys):
     expected = json.load(open(trained / "test_metrics.json"))
-    assert cli.main(["eval", "--config", CONFIG, "--workdir", str(trained),
-                     "--config.model.num_filters=(8, 16)"]) == 0
+    assert (
+        cli.main(
+            ["eval", "--config", CONFIG, "--workdir", str(trained), "--config.model.num_filters=(8, 16)"]
+        )
+        == 0
+    )
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("test ")
-    printed = json.loads(line[len("test "):])
+    printed = json.loads(line[len("test ") :])
     assert printed["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-5)
 
 
@@ -60,6 +80,6 @@ def test_scale_options_through_the_cli(tmp_path, capsys):
     assert {"eval_accuracy", "eval_ema_accuracy"} <= set(records[-1])
     trained = json.load(open(tmp_path / "test_metrics.json"))
     assert cli.main(["eval", *config, *options]) == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1][len("test "):])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1][len("test ") :])
     assert printed["ema_accuracy"] == pytest.approx(trained["ema_accuracy"], abs=1e-5)
     assert printed["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-5)

@@ -41,7 +41,17 @@ def env(tmp_path_factory):
 
 def start(workdir, env) -> subprocess.Popen:
     """The command, its output going to `workdir`'s parent (a pipe nobody reads would fill)."""
-    argv = [sys.executable, "-m", "scenic_eqx.cli", "train", "--config", CONFIG, "--workdir", str(workdir), *OPTIONS]
+    argv = [
+        sys.executable,
+        "-m",
+        "scenic_eqx.cli",
+        "train",
+        "--config",
+        CONFIG,
+        "--workdir",
+        str(workdir),
+        *OPTIONS,
+    ]
     log = open(f"{workdir}.log", "a")
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
@@ -77,7 +87,8 @@ def checkpoint_arrays(step_dir) -> list[np.ndarray]:
     checkpointer = ocp.StandardCheckpointer()
     on_cpu = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     like = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=on_cpu), checkpointer.metadata(path).item_metadata
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=on_cpu),
+        checkpointer.metadata(path).item_metadata,
     )
     return [np.asarray(x) for x in checkpointer.restore(path, like)]
 

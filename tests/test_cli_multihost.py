@@ -22,7 +22,10 @@ def _run(command, workdir, num_processes, port):
     procs = [
         subprocess.Popen(
             argv + (["--process_id", str(i)] if num_processes > 1 else []),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(num_processes)
     ]
@@ -30,7 +33,7 @@ def _run(command, workdir, num_processes, port):
     for p, log in zip(procs, logs):
         assert p.returncode == 0, log[-3000:]
     line = [s for s in logs[0].splitlines() if s.startswith("test ")][-1]
-    return json.loads(line[len("test "):])
+    return json.loads(line[len("test ") :])
 
 
 def test_two_process_cli_trains_and_evaluates_like_one_process(tmp_path, free_port):

@@ -30,10 +30,16 @@ def test_smoke_argument():
 @pytest.mark.parametrize(
     "assignment, match",
     [
-        ("num_train_step=3", r"`config` has no key 'num_train_step'. Did you mean 'num_train_steps'\? Valid keys: .*batch_size"),
+        (
+            "num_train_step=3",
+            r"`config` has no key 'num_train_step'. Did you mean 'num_train_steps'\? Valid keys: .*batch_size",
+        ),
         ("model.depth=3", r"`config.model` has no key 'depth'.* Valid keys: in_channels, num_filters"),
         ("seed", r"must look like `key=value`. Received: 'seed'."),
-        ("num_train_steps.x=1", r"`config.num_train_steps` is a value \(1000\), not a group of keys, so it has no key 'x'"),
+        (
+            "num_train_steps.x=1",
+            r"`config.num_train_steps` is a value \(1000\), not a group of keys, so it has no key 'x'",
+        ),
     ],
 )
 def test_bad_override_lists_valid_keys(config, assignment, match):
@@ -44,22 +50,34 @@ def test_bad_override_lists_valid_keys(config, assignment, match):
 def test_unknown_top_level_key_is_an_error(config):
     with config.unlocked():
         config.learning_rate = 0.1
-    with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['learning_rate'\]. Valid keys: .*batch_size.* Received: \['learning_rate'\]\."):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown config key\(s\) \['learning_rate'\]. Valid keys: .*batch_size.* Received: \['learning_rate'\]\.",
+    ):
         _config.check_keys(config)
 
 
 def test_unknown_optimizer_and_schedule_list_choices(config):
     config.optimizer = "adamm"
-    with pytest.raises(ValueError, match=r"Unknown `config.optimizer` \(='adamm'\). Did you mean .*'adam'.*Valid choices: .*sgd"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown `config.optimizer` \(='adamm'\). Did you mean .*'adam'.*Valid choices: .*sgd",
+    ):
         run.build_optimizer(config)
     config.optimizer = "adam"
     config.schedule = "cosine"
-    with pytest.raises(ValueError, match=r"Unknown `config.schedule` \(='cosine'\).*Valid choices: constant, warmup_cosine_decay"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown `config.schedule` \(='cosine'\).*Valid choices: constant, warmup_cosine_decay",
+    ):
         run.build_optimizer(config)
 
 
 def test_missing_config_file():
-    with pytest.raises(FileNotFoundError, match=r"`--config` must name an existing Python file .* Received: 'no/such/config.py': .* does not exist"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"`--config` must name an existing Python file .* Received: 'no/such/config.py': .* does not exist",
+    ):
         _config.load_config("no/such/config.py")
 
 
@@ -82,7 +100,10 @@ def test_learning_rate_multipliers_scale_their_parameter_groups(config):
     params = Model({"conv": jnp.ones(3), "norm": jnp.ones(2)}, jnp.ones(4))
     grads = jax.tree.map(jnp.ones_like, params)
     config.optimizer, config.optimizer_kwargs = "sgd", ml_collections.ConfigDict()
-    config.schedule, config.schedule_kwargs = "constant", ml_collections.ConfigDict({"base_learning_rate": 0.5})
+    config.schedule, config.schedule_kwargs = (
+        "constant",
+        ml_collections.ConfigDict({"base_learning_rate": 0.5}),
+    )
     config.grad_clip_norm = None
     with config.unlocked():
         config.learning_rate_multipliers = {"backbone": 0.1}
@@ -107,17 +128,29 @@ def test_learning_rate_multipliers_scale_their_parameter_groups(config):
     "assignment, match",
     [
         # ml_collections raised a TypeError for these, which the CLI did not catch.
-        ("num_train_steps=abc", r"`config.num_train_steps` must be an integer, like its value in the config \(1000\). Received: 'abc'."),
+        (
+            "num_train_steps=abc",
+            r"`config.num_train_steps` must be an integer, like its value in the config \(1000\). Received: 'abc'.",
+        ),
         ("num_train_steps=1.5", r"`config.num_train_steps` must be an integer, .* Received: '1.5'."),
         ("num_train_steps=1e3", r"must be an integer, .* Received: '1e3'."),
         ("seed='3'", r"`config.seed` must be an integer, .* Received: \"'3'\"."),
         ("batch_size=True", r"`config.batch_size` must be an integer, .* Received: 'True'."),
-        ("schedule_kwargs.base_learning_rate=fast", r"`config.schedule_kwargs.base_learning_rate` must be a number, like its value in the config \(0.003\). Received: 'fast'."),
+        (
+            "schedule_kwargs.base_learning_rate=fast",
+            r"`config.schedule_kwargs.base_learning_rate` must be a number, like its value in the config \(0.003\). Received: 'fast'.",
+        ),
         ("grad_clip_norm=none", r"`config.grad_clip_norm` must be a number, .* Received: 'none'."),
         ("debug_nans=yes", r"`config.debug_nans` must be true or false, .* Received: 'yes'."),
         ("model.num_filters=4", r"`config.model.num_filters` must be a sequence, .* Received: '4'."),
-        ("frozen_parameters=backbone", r"`config.frozen_parameters` must be a sequence, e.g. .* Received: 'backbone'."),
-        ("model=3", r"`config.model` is a group of keys \(in_channels, num_filters\): set one of them .* Received: '3'."),
+        (
+            "frozen_parameters=backbone",
+            r"`config.frozen_parameters` must be a sequence, e.g. .* Received: 'backbone'.",
+        ),
+        (
+            "model=3",
+            r"`config.model` is a group of keys \(in_channels, num_filters\): set one of them .* Received: '3'.",
+        ),
     ],
 )
 def test_override_of_the_wrong_type_is_refused(config, assignment, match):
@@ -139,14 +172,30 @@ def test_overrides_that_keep_the_type_are_parsed(config):
 @pytest.mark.parametrize(
     "source, spec, error, match",
     [
-        ("def get_config():\n    return {'seed': 0}\n", "", ValueError,
-         r"`get_config\(\)` in '.*c.py' must return an `ml_collections.ConfigDict`. Received: dict."),
-        ("def get_config():\n    pass\n", ":smoke", ValueError,
-         r"`get_config` in '.*c.py' takes no argument, so `--config` must be FILE, without `:ARG`. Received: '.*c.py:smoke'."),
-        ("def get_config(arg):\n    pass\n", "", ValueError,
-         r"`get_config` in '.*c.py' takes an argument, so `--config` must be FILE:ARG. Received: '.*c.py'."),
-        ("import ml_collections\ndef get_config():\n    return ml_collections.ConfigDict({'num_train_step': 1})\n", "", ValueError,
-         r"Unknown config key\(s\) \['num_train_step'\]\..* Did you mean 'num_train_step' -> 'num_train_steps'\? Received"),
+        (
+            "def get_config():\n    return {'seed': 0}\n",
+            "",
+            ValueError,
+            r"`get_config\(\)` in '.*c.py' must return an `ml_collections.ConfigDict`. Received: dict.",
+        ),
+        (
+            "def get_config():\n    pass\n",
+            ":smoke",
+            ValueError,
+            r"`get_config` in '.*c.py' takes no argument, so `--config` must be FILE, without `:ARG`. Received: '.*c.py:smoke'.",
+        ),
+        (
+            "def get_config(arg):\n    pass\n",
+            "",
+            ValueError,
+            r"`get_config` in '.*c.py' takes an argument, so `--config` must be FILE:ARG. Received: '.*c.py'.",
+        ),
+        (
+            "import ml_collections\ndef get_config():\n    return ml_collections.ConfigDict({'num_train_step': 1})\n",
+            "",
+            ValueError,
+            r"Unknown config key\(s\) \['num_train_step'\]\..* Did you mean 'num_train_step' -> 'num_train_steps'\? Received",
+        ),
     ],
 )
 def test_bad_config_files(tmp_path, source, spec, error, match):

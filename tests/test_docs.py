@@ -9,10 +9,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 # mkdocs in this interpreter, with TensorFlow made unimportable: the API reference is read
 # from the sources (griffe), so building it must not need the data pipelines' dependency.
-_BUILD = (
-    "import sys; sys.modules['tensorflow'] = None; "
-    "from mkdocs.__main__ import cli; cli()"
-)
+_BUILD = "import sys; sys.modules['tensorflow'] = None; from mkdocs.__main__ import cli; cli()"
 
 
 def _public_names(package: str) -> set[str]:
@@ -37,5 +34,7 @@ def test_mkdocs_build_is_strict_clean(tmp_path):
         # Every re-exported class and function is documented (constants need a docstring).
         callables = {n for n in _public_names(package) if not n.isupper()}
         assert callables <= documented, sorted(callables - documented)
-    runner = set(re.findall(r'id="scenic_eqx\.run\.(\w+)"', (site / "api" / "run" / "index.html").read_text()))
+    runner = set(
+        re.findall(r'id="scenic_eqx\.run\.(\w+)"', (site / "api" / "run" / "index.html").read_text())
+    )
     assert {"load_config", "build_dataset", "build_model", "build_task", "build_optimizer", "train"} <= runner

@@ -26,8 +26,11 @@ def test_require_returns_the_module():
 
 def test_require_names_the_feature_module_and_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)
-    with pytest.raises(ImportError, match=r"^A feature needs safetensors, which is not installed: "
-                                          r"pip install 'scenic-eqx\[weights\]'$") as caught:
+    with pytest.raises(
+        ImportError,
+        match=r"^A feature needs safetensors, which is not installed: "
+        r"pip install 'scenic-eqx\[weights\]'$",
+    ) as caught:
         _extras.require("safetensors", "weights", "A feature")
     assert caught.value.name == "safetensors"
 
@@ -92,9 +95,7 @@ def test_get_dataset_names_the_data_extra(monkeypatch, module):
 def test_numpy_datasets_need_no_tensorflow(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    dataset = data.get_dataset(
-        "synthetic_segmentation", batch_size=2, process_index=0, process_count=1
-    )
+    dataset = data.get_dataset("synthetic_segmentation", batch_size=2, process_index=0, process_count=1)
     assert next(iter(dataset.train_iter))["inputs"].shape[0] == 2
 
 

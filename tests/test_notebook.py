@@ -35,7 +35,10 @@ def executed():
     if flags:  # XLA reads a value that does not start with "--" as a file name
         env["XLA_FLAGS"] = flags
     client = nbclient.NotebookClient(
-        notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}
+        notebook,
+        kernel_name="python3",
+        timeout=120,
+        resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}},
     )
     client.execute(env=env)  # raises CellExecutionError if any cell fails
     return notebook

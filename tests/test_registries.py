@@ -85,9 +85,13 @@ def test_model_registry_errors(without_annotation_checks):
         nn.register("vit_ti16")  # as a decorator, refused before decorating
     nn.register("affine", Affine, overwrite=True, scale=3.0)
     assert nn_registry._MODELS["affine"] == (Affine, {"scale": 3.0})
-    with pytest.raises(ValueError, match=r"`constructor` of model 'n' must be callable.* Received: 3 of type int"):
+    with pytest.raises(
+        ValueError, match=r"`constructor` of model 'n' must be callable.* Received: 3 of type int"
+    ):
         nn.register("n", 3)
-    with pytest.raises(ValueError, match=r"must take the keyword arguments `num_classes` and `key`.* without 'key'"):
+    with pytest.raises(
+        ValueError, match=r"must take the keyword arguments `num_classes` and `key`.* without 'key'"
+    ):
         nn.register("no_key", lambda num_classes: None)
     with pytest.raises(ValueError, match=r"without 'depth'"):
         nn.register("affine_deep", Affine, depth=3)
@@ -114,11 +118,16 @@ def test_task_registry_errors(without_annotation_checks):
         pass
 
     assert tasks_registry._TASKS["sum_of_outputs"] is Decorated
-    with pytest.raises(ValueError, match=r"already registered as 'sum_of_outputs' \(Decorated\); pass `overwrite=True`"):
+    with pytest.raises(
+        ValueError, match=r"already registered as 'sum_of_outputs' \(Decorated\); pass `overwrite=True`"
+    ):
         tasks.register("sum_of_outputs", SumOfOutputs)
     tasks.register("sum_of_outputs", SumOfOutputs, overwrite=True)
     assert tasks_registry._TASKS["sum_of_outputs"] is SumOfOutputs
-    with pytest.raises(ValueError, match=r"`cls` of task 't' must be a subclass of `tasks.AbstractTask`. Received: 'x' of type str"):
+    with pytest.raises(
+        ValueError,
+        match=r"`cls` of task 't' must be a subclass of `tasks.AbstractTask`. Received: 'x' of type str",
+    ):
         tasks.register("t", "x")
     with pytest.raises(ValueError, match=r"must be a subclass of `tasks.AbstractTask`. Received: <function"):
         tasks.register("t", lambda: SumOfOutputs())
@@ -127,14 +136,18 @@ def test_task_registry_errors(without_annotation_checks):
         def loss(self, outputs, batch):
             return jnp.sum(outputs)
 
-    with pytest.raises(ValueError, match=r"must implement every abstract method .* LossOnly, which does not implement metrics"):
+    with pytest.raises(
+        ValueError,
+        match=r"must implement every abstract method .* LossOnly, which does not implement metrics",
+    ):
         tasks.register("loss_only", LossOnly)
     with pytest.raises(ValueError, match=r"Did you mean 'sum_of_outputs'.* Received: 'sum_of_output'"):
         tasks.create_task("sum_of_output")
 
 
-def _tiny_arrays(*, batch_size, eval_batch_size, shuffle_seed, process_index, process_count,
-                 num_examples: int = 12):
+def _tiny_arrays(
+    *, batch_size, eval_batch_size, shuffle_seed, process_index, process_count, num_examples: int = 12
+):
     """`num_examples` 2x2x1 images whose label is 1 where the image is bright."""
     labels = np.arange(num_examples) % 2
     images = np.broadcast_to(labels[:, None, None, None], (num_examples, 2, 2, 1)).astype(np.float32)
@@ -153,7 +166,10 @@ def test_a_registered_dataset_is_built_by_get_dataset():
     assert next(dataset.train_iter)["inputs"].shape == (4, 2, 2, 1)
     eval_masks = [batch["batch_mask"] for batch in dataset.test_iter]
     assert [len(m) for m in eval_masks] == [3, 3] and sum(m.sum() for m in eval_masks) == 5
-    with pytest.raises(TypeError, match=r"Unknown option\(s\) num_exampels for `get_dataset` of 'tiny_arrays'; known: num_examples"):
+    with pytest.raises(
+        TypeError,
+        match=r"Unknown option\(s\) num_exampels for `get_dataset` of 'tiny_arrays'; known: num_examples",
+    ):
         data.get_dataset("tiny_arrays", batch_size=4, num_exampels=8)
     # The arguments `get_dataset` checks are checked for a registered builder too.
     with pytest.raises(ValueError, match=r"`batch_size` \(=0\) must be a positive integer"):
@@ -171,11 +187,20 @@ def test_dataset_registry_errors(without_annotation_checks):
     def not_a_dataset(**kwargs):
         return [1, 2]
 
-    with pytest.raises(TypeError, match=r"dataset 'tiny_arrays' must return a `scenic_eqx.data.Dataset`.* Received: a list"):
+    with pytest.raises(
+        TypeError, match=r"dataset 'tiny_arrays' must return a `scenic_eqx.data.Dataset`.* Received: a list"
+    ):
         data.get_dataset("tiny_arrays", batch_size=2)
-    with pytest.raises(ValueError, match=r"`builder` of dataset 'd' must be callable.* Received: 'd.npz' of type str"):
+    with pytest.raises(
+        ValueError, match=r"`builder` of dataset 'd' must be callable.* Received: 'd.npz' of type str"
+    ):
         data.register("d", "d.npz")
-    with pytest.raises(ValueError, match=r"must take the keyword arguments batch_size, .* without eval_batch_size, shuffle_seed"):
+    with pytest.raises(
+        ValueError,
+        match=r"must take the keyword arguments batch_size, .* without eval_batch_size, shuffle_seed",
+    ):
         data.register("d", lambda *, batch_size, process_index, process_count: None)
-    with pytest.raises(ValueError, match=r"Unknown dataset `name` \(='tiny_aray'\). Did you mean 'tiny_arrays'"):
+    with pytest.raises(
+        ValueError, match=r"Unknown dataset `name` \(='tiny_aray'\). Did you mean 'tiny_arrays'"
+    ):
         data.get_dataset("tiny_aray", batch_size=2)

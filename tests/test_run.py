@@ -69,7 +69,7 @@ def sign_of_a_pixel(*, batch_size, eval_batch_size, shuffle_seed, process_index,
 
 # Its config file: importing the project's module registers its parts; `get_optimizer`
 # replaces `optimizer` (the adamw named here is not used).
-PROJECT_CONFIG = '''
+PROJECT_CONFIG = """
 import ml_collections
 import optax
 
@@ -101,7 +101,7 @@ def get_config():
 
 def get_optimizer(config, schedule):
     return optax.sgd(schedule, momentum=0.5)
-'''
+"""
 
 
 def _library_registries():
@@ -125,7 +125,7 @@ def _forget_imported_project(monkeypatch, project) -> None:
 def _printed_metrics(capsys) -> dict:
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("test ")
-    return json.loads(line[len("test "):])
+    return json.loads(line[len("test ") :])
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_the_build_functions_of_a_project_config(project, getkey):
     assert set(task.metrics(outputs, batch)) == {"hit_rate"}
 
 
-OPTIMIZER_CONFIG = '''
+OPTIMIZER_CONFIG = """
 import ml_collections
 import optax
 
@@ -223,7 +223,7 @@ def get_config():
 
 def get_optimizer(config, schedule):
     return optax.sgd(schedule)
-'''
+"""
 
 
 class ThreeParameters(eqx.Module):
@@ -259,10 +259,16 @@ def test_get_optimizer_in_the_config_file(tmp_path):
 @pytest.mark.parametrize(
     "get_optimizer, error, match",
     [
-        ("def get_optimizer(config, schedule):\n    return 0.1\n", ValueError,
-         r"`config.optimizer` \(='.*c.py:get_optimizer'\) must return an optax `GradientTransformation`.* Received: a float"),
-        ("def get_optimizer(schedule):\n    pass\n", ValueError,
-         r"`get_optimizer` in '.*c.py' must be a function of `\(config, schedule\)`.* Received: `get_optimizer\(schedule\)`"),
+        (
+            "def get_optimizer(config, schedule):\n    return 0.1\n",
+            ValueError,
+            r"`config.optimizer` \(='.*c.py:get_optimizer'\) must return an optax `GradientTransformation`.* Received: a float",
+        ),
+        (
+            "def get_optimizer(schedule):\n    pass\n",
+            ValueError,
+            r"`get_optimizer` in '.*c.py' must be a function of `\(config, schedule\)`.* Received: `get_optimizer\(schedule\)`",
+        ),
     ],
 )
 def test_bad_get_optimizer(tmp_path, get_optimizer, error, match):
@@ -272,7 +278,9 @@ def test_bad_get_optimizer(tmp_path, get_optimizer, error, match):
         run.build_optimizer(run.load_config(str(path)))
 
 
-@pytest.mark.filterwarnings("ignore:Specifying a key will be required", "ignore:`optimistic_adam` is deprecated")
+@pytest.mark.filterwarnings(
+    "ignore:Specifying a key will be required", "ignore:`optimistic_adam` is deprecated"
+)
 def test_optimizer_names_are_optimizers():
     names = run.list_optimizers()
     assert {"adamw", "sgd", "lamb", "lion", "nadamw", "adafactor"} <= set(names)
@@ -285,7 +293,7 @@ def test_optimizer_names_are_optimizers():
         assert updates["w"].shape == (3,) and updates["w"].dtype == jnp.float32, name
 
 
-PROJECT_TRAINER = '''
+PROJECT_TRAINER = """
 import os
 
 
@@ -301,15 +309,15 @@ def takes_one(config):
 
 
 not_a_function = 3
-'''
+"""
 
-TRAINER_CONFIG = '''
+TRAINER_CONFIG = """
 import ml_collections
 
 
 def get_config():
     return ml_collections.ConfigDict(dict(model_name="tiny_mlp", trainer="project_train.py:train"))
-'''
+"""
 
 
 @pytest.fixture
@@ -334,17 +342,40 @@ def test_trainer_runs_instead_of_the_library_s(trainer_project, overrides, capsy
 @pytest.mark.parametrize(
     "trainer, match",
     [
-        ("missing.py:train", r"`config.trainer` names the file 'missing.py', which does not exist \(relative paths start at the current directory"),
-        ("project_train.py:trian", r"`config.trainer`: 'project_train.py' defines no 'trian'. Did you mean 'train'\? Received: 'project_train.py:trian'."),
-        ("project_train.py:not_a_function", r"'not_a_function' in 'project_train.py' must be a function. Received: .* a int"),
-        ("project_train.py:takes_one", r"`config.trainer` \(='project_train.py:takes_one'\) must be a function of `\(config, workdir\)`. Received: `takes_one\(config\)`"),
-        ("no_such_project.train:train", r"`config.trainer` names the module 'no_such_project.train', which cannot be imported \(No module named 'no_such_project'"),
-        ("train", r"`config.trainer` must name a function as `FILE.py:NAME` .* or `module:NAME` .* Received: 'train'."),
-        ("projects/foo-bar:train", r"`config.trainer` must name a function .* Received: 'projects/foo-bar:train'."),
+        (
+            "missing.py:train",
+            r"`config.trainer` names the file 'missing.py', which does not exist \(relative paths start at the current directory",
+        ),
+        (
+            "project_train.py:trian",
+            r"`config.trainer`: 'project_train.py' defines no 'trian'. Did you mean 'train'\? Received: 'project_train.py:trian'.",
+        ),
+        (
+            "project_train.py:not_a_function",
+            r"'not_a_function' in 'project_train.py' must be a function. Received: .* a int",
+        ),
+        (
+            "project_train.py:takes_one",
+            r"`config.trainer` \(='project_train.py:takes_one'\) must be a function of `\(config, workdir\)`. Received: `takes_one\(config\)`",
+        ),
+        (
+            "no_such_project.train:train",
+            r"`config.trainer` names the module 'no_such_project.train', which cannot be imported \(No module named 'no_such_project'",
+        ),
+        (
+            "train",
+            r"`config.trainer` must name a function as `FILE.py:NAME` .* or `module:NAME` .* Received: 'train'.",
+        ),
+        (
+            "projects/foo-bar:train",
+            r"`config.trainer` must name a function .* Received: 'projects/foo-bar:train'.",
+        ),
     ],
 )
 def test_bad_trainer_is_a_config_error(trainer_project, trainer, match, capsys):
-    assert cli.main(["train", "--config", "config.py", "--workdir", "run", f"--config.trainer={trainer}"]) == 2
+    assert (
+        cli.main(["train", "--config", "config.py", "--workdir", "run", f"--config.trainer={trainer}"]) == 2
+    )
     error = capsys.readouterr().err
     assert error.startswith("scenic-eqx: error: ")
     assert re.search(match, error), error

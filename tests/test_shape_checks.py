@@ -149,9 +149,7 @@ def test_a_task_function_is_checked_too(checked, unchecked):
                        "(height, width, channels)), from `image_size` (=16x16). Received: shape (8, 16, 3)."),
     ],
 )  # fmt: skip
-def test_a_size_fixed_by_the_constructor_is_checked_by_the_model_either_way(
-    checked, unchecked, case, match
-):
+def test_a_size_fixed_by_the_constructor_is_checked_by_the_model_either_way(checked, unchecked, case, match):
     # The annotation says only "height width channels"; the model's own input check ties
     # the sizes to its constructor arguments, with or without the annotation checks.
     assert checked[case] == unchecked[case] == ["ValueError", match]
@@ -173,9 +171,7 @@ def test_a_jitted_call_checks_once_while_tracing(checked):
     assert checked["jit"]["second_call_checks"] == 0
 
 
-@pytest.mark.parametrize(
-    "value, expected", [("1", True), ("0", False), ("true", True), ("False", False)]
-)
+@pytest.mark.parametrize("value, expected", [("1", True), ("0", False), ("true", True), ("False", False)])
 def test_the_environment_variable(monkeypatch, value, expected):
     monkeypatch.setenv(_shape_checks.ENVIRONMENT_VARIABLE, value)
     assert _shape_checks.requested() is expected

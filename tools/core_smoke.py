@@ -75,7 +75,9 @@ def check_training() -> None:
         if len(named) != 1:
             raise SystemExit(f"core smoke: expected one notice naming [logging]; got {notices.messages}")
         print(f"core smoke: loops.fit says: {named[0]}")
-    print(f"core smoke: trained a ViT for {NUM_STEPS} steps (losses {[round(x, 4) for x in losses]}), resumed")
+    print(
+        f"core smoke: trained a ViT for {NUM_STEPS} steps (losses {[round(x, 4) for x in losses]}), resumed"
+    )
 
 
 def check_data_extra_is_named() -> None:
@@ -86,7 +88,9 @@ def check_data_extra_is_named() -> None:
         data.get_dataset("digits", batch_size=8)
     except ImportError as error:
         if "scenic-eqx[data]" not in str(error):
-            raise SystemExit(f"core smoke: the ImportError does not name the [data] extra: {error}")
+            raise SystemExit(
+                f"core smoke: the ImportError does not name the [data] extra: {error}"
+            ) from error
         print(f"core smoke: get_dataset('digits') says: {error}")
     else:
         raise SystemExit("core smoke: get_dataset('digits') worked without TensorFlow")

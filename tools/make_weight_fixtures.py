@@ -94,25 +94,42 @@ def save_timm(model: torch.nn.Module, name: str) -> None:
 
 def hf_vit(hidden_act: str, layer_norm_eps: float) -> transformers.ViTForImageClassification:
     config = transformers.ViTConfig(
-        image_size=IMAGE, patch_size=PATCH, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, intermediate_size=MLP, num_labels=CLASSES,
-        hidden_act=hidden_act, layer_norm_eps=layer_norm_eps,
+        image_size=IMAGE,
+        patch_size=PATCH,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=MLP,
+        num_labels=CLASSES,
+        hidden_act=hidden_act,
+        layer_norm_eps=layer_norm_eps,
     )
     return transformers.ViTForImageClassification(config)
 
 
 def timm_vit(**kw) -> torch.nn.Module:
     return timm.models.vision_transformer.VisionTransformer(
-        img_size=IMAGE, patch_size=PATCH, embed_dim=HIDDEN, depth=LAYERS, num_heads=HEADS,
-        mlp_ratio=MLP / HIDDEN, num_classes=CLASSES, **kw,
+        img_size=IMAGE,
+        patch_size=PATCH,
+        embed_dim=HIDDEN,
+        depth=LAYERS,
+        num_heads=HEADS,
+        mlp_ratio=MLP / HIDDEN,
+        num_classes=CLASSES,
+        **kw,
     )
 
 
 def timm_mixer(**kw) -> torch.nn.Module:
     # tokens_mlp_dim = 0.5 * 16 = 8, channels_mlp_dim = 2 * 16 = 32.
     return timm.models.mlp_mixer.MlpMixer(
-        num_classes=CLASSES, img_size=IMAGE, patch_size=PATCH, num_blocks=LAYERS,
-        embed_dim=HIDDEN, mlp_ratio=(0.5, 2.0), **kw,
+        num_classes=CLASSES,
+        img_size=IMAGE,
+        patch_size=PATCH,
+        num_blocks=LAYERS,
+        embed_dim=HIDDEN,
+        mlp_ratio=(0.5, 2.0),
+        **kw,
     )
 
 
@@ -141,8 +158,10 @@ def flax_layer_norm(w, b, prefix: str) -> dict[str, np.ndarray]:
 
 def flax_mlp(fc1, fc2, prefix: str) -> dict[str, np.ndarray]:
     return {
-        f"{prefix}/Dense_0/kernel": flax_dense(fc1[0]), f"{prefix}/Dense_0/bias": fc1[1],
-        f"{prefix}/Dense_1/kernel": flax_dense(fc2[0]), f"{prefix}/Dense_1/bias": fc2[1],
+        f"{prefix}/Dense_0/kernel": flax_dense(fc1[0]),
+        f"{prefix}/Dense_0/bias": fc1[1],
+        f"{prefix}/Dense_1/kernel": flax_dense(fc2[0]),
+        f"{prefix}/Dense_1/bias": fc2[1],
     }
 
 
@@ -168,13 +187,19 @@ def google_vit_from_hf(sd: dict[str, np.ndarray], big_vision: bool) -> dict[str,
         src, dst = f"vit.encoder.layer.{i}", f"Transformer/encoderblock_{i}"
         att = f"{src}.attention"
         out.update(flax_layer_norm(*pair(f"{src}.layernorm_before"), f"{dst}/{names[0]}"))
-        out.update(flax_attention(
-            pair(f"{att}.attention.query"), pair(f"{att}.attention.key"),
-            pair(f"{att}.attention.value"), pair(f"{att}.output.dense"), f"{dst}/{names[1]}",
-        ))
+        out.update(
+            flax_attention(
+                pair(f"{att}.attention.query"),
+                pair(f"{att}.attention.key"),
+                pair(f"{att}.attention.value"),
+                pair(f"{att}.output.dense"),
+                f"{dst}/{names[1]}",
+            )
+        )
         out.update(flax_layer_norm(*pair(f"{src}.layernorm_after"), f"{dst}/{names[2]}"))
-        out.update(flax_mlp(pair(f"{src}.intermediate.dense"), pair(f"{src}.output.dense"),
-                            f"{dst}/{names[3]}"))
+        out.update(
+            flax_mlp(pair(f"{src}.intermediate.dense"), pair(f"{src}.output.dense"), f"{dst}/{names[3]}")
+        )
     return out
 
 
@@ -193,19 +218,33 @@ def big_vision_map_from_timm(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]
         **flax_mlp(pair("attn_pool.mlp.fc1"), pair("attn_pool.mlp.fc2"), "MAPHead_0/MlpBlock_0"),
     }
     kw, kb = np.split(sd["attn_pool.kv.weight"], 2), np.split(sd["attn_pool.kv.bias"], 2)
-    out.update(flax_attention(pair("attn_pool.q"), (kw[0], kb[0]), (kw[1], kb[1]),
-                              pair("attn_pool.proj"), "MAPHead_0/MultiHeadDotProductAttention_0"))
+    out.update(
+        flax_attention(
+            pair("attn_pool.q"),
+            (kw[0], kb[0]),
+            (kw[1], kb[1]),
+            pair("attn_pool.proj"),
+            "MAPHead_0/MultiHeadDotProductAttention_0",
+        )
+    )
     blocks = []
     for i in range(LAYERS):
         src = f"blocks.{i}"
         qw, qb = np.split(sd[f"{src}.attn.qkv.weight"], 3), np.split(sd[f"{src}.attn.qkv.bias"], 3)
-        blocks.append({
-            **flax_layer_norm(*pair(f"{src}.norm1"), "LayerNorm_0"),
-            **flax_attention((qw[0], qb[0]), (qw[1], qb[1]), (qw[2], qb[2]),
-                             pair(f"{src}.attn.proj"), "MultiHeadDotProductAttention_0"),
-            **flax_layer_norm(*pair(f"{src}.norm2"), "LayerNorm_1"),
-            **flax_mlp(pair(f"{src}.mlp.fc1"), pair(f"{src}.mlp.fc2"), "MlpBlock_0"),
-        })
+        blocks.append(
+            {
+                **flax_layer_norm(*pair(f"{src}.norm1"), "LayerNorm_0"),
+                **flax_attention(
+                    (qw[0], qb[0]),
+                    (qw[1], qb[1]),
+                    (qw[2], qb[2]),
+                    pair(f"{src}.attn.proj"),
+                    "MultiHeadDotProductAttention_0",
+                ),
+                **flax_layer_norm(*pair(f"{src}.norm2"), "LayerNorm_1"),
+                **flax_mlp(pair(f"{src}.mlp.fc1"), pair(f"{src}.mlp.fc2"), "MlpBlock_0"),
+            }
+        )
     for name in blocks[0]:
         out[f"Transformer/encoderblock/{name}"] = np.stack([b[name] for b in blocks])
     return {f"params/{k}": v for k, v in out.items()}
@@ -223,18 +262,25 @@ def google_mixer_from_timm(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for i in range(LAYERS):
         src, dst = f"blocks.{i}", f"MixerBlock_{i}"
         out.update(flax_layer_norm(*pair(f"{src}.norm1"), f"{dst}/LayerNorm_0"))
-        out.update(flax_mlp(pair(f"{src}.mlp_tokens.fc1"), pair(f"{src}.mlp_tokens.fc2"),
-                            f"{dst}/token_mixing"))
+        out.update(
+            flax_mlp(pair(f"{src}.mlp_tokens.fc1"), pair(f"{src}.mlp_tokens.fc2"), f"{dst}/token_mixing")
+        )
         out.update(flax_layer_norm(*pair(f"{src}.norm2"), f"{dst}/LayerNorm_1"))
-        out.update(flax_mlp(pair(f"{src}.mlp_channels.fc1"), pair(f"{src}.mlp_channels.fc2"),
-                            f"{dst}/channel_mixing"))
+        out.update(
+            flax_mlp(
+                pair(f"{src}.mlp_channels.fc1"), pair(f"{src}.mlp_channels.fc2"), f"{dst}/channel_mixing"
+            )
+        )
     return out
 
 
 def hf_resnet(layer_type: str, hidden_sizes: list[int]) -> torch.nn.Module:
     config = transformers.ResNetConfig(
-        embedding_size=2, hidden_sizes=hidden_sizes, depths=[2, 2, 2, 2],
-        layer_type=layer_type, num_labels=CLASSES,
+        embedding_size=2,
+        hidden_sizes=hidden_sizes,
+        depths=[2, 2, 2, 2],
+        layer_type=layer_type,
+        num_labels=CLASSES,
     )
     return transformers.ResNetForImageClassification(config)
 
@@ -247,8 +293,7 @@ def timm_resnet_basic() -> torch.nn.Module:
     needs no projection shortcut); the forward pass stays timm's.
     """
     resnet = timm.models.resnet
-    model = resnet.ResNet(resnet.BasicBlock, [2, 2, 2, 2], num_classes=CLASSES,
-                          channels=(2, 4, 8, 16))
+    model = resnet.ResNet(resnet.BasicBlock, [2, 2, 2, 2], num_classes=CLASSES, channels=(2, 4, 8, 16))
     model.conv1 = torch.nn.Conv2d(3, 2, 7, stride=2, padding=3, bias=False)
     model.bn1 = torch.nn.BatchNorm2d(2)
     model.layer1[0].conv1 = torch.nn.Conv2d(2, 2, 3, padding=1, bias=False)

@@ -52,8 +52,9 @@ def make_split(split: str, num_videos: int, *, seed: int = 0, num_frames: int = 
     return videos, labels
 
 
-def write(out: str, *, num_train: int = 256, num_test: int = 64, seed: int = 0,
-          num_frames: int = 12, size: int = 16) -> dict[str, str]:
+def write(
+    out: str, *, num_train: int = 256, num_test: int = 64, seed: int = 0, num_frames: int = 12, size: int = 16
+) -> dict[str, str]:
     """Writes both splits under `out`; returns `{split: path}`."""
     paths = {}
     for split, count in (("train", num_train), ("test", num_test)):
@@ -72,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    paths = write(args.out, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                  num_frames=args.num_frames, size=args.size)
+    paths = write(
+        args.out,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        seed=args.seed,
+        num_frames=args.num_frames,
+        size=args.size,
+    )
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0

@@ -17,8 +17,10 @@ from . import _shape_checks
 # Before the subpackages: the hook checks only the modules imported after it.
 _shape_checks.install()
 
-from . import loops as loops  # noqa: E402
-from . import nn as nn  # noqa: E402
-from . import tasks as tasks  # noqa: E402
+from . import (
+    loops as loops,
+    nn as nn,
+    tasks as tasks,
+)
 
 __version__ = "0.1.0"

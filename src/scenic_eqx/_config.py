@@ -267,8 +267,7 @@ def _parse_value(text: str, old):
         if not isinstance(value, dict):
             keys = ", ".join(sorted(old.keys())) or "(none)"
             raise ValueError(
-                f"is a group of keys ({keys}): set one of them (`key.sub=value`) or give a "
-                "dict literal"
+                f"is a group of keys ({keys}): set one of them (`key.sub=value`) or give a dict literal"
             )
         if isinstance(old, ml_collections.ConfigDict):
             return ml_collections.ConfigDict(value)
@@ -290,9 +289,7 @@ def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
     """
     dotted, sep, text = assignment.partition("=")
     if not sep or not dotted:
-        raise ValueError(
-            f"A config override must look like `key=value`. Received: {assignment!r}."
-        )
+        raise ValueError(f"A config override must look like `key=value`. Received: {assignment!r}.")
     *parents, name = dotted.split(".")
     node, path = config, "config"
     for part in [*parents, name]:

@@ -98,9 +98,7 @@ def load_function(reference: str, *, argument: str) -> Callable:
         defined = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         close = difflib.get_close_matches(name, defined, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"`{argument}`: {source!r} defines no {name!r}.{hint} Received: {reference!r}."
-        )
+        raise ValueError(f"`{argument}`: {source!r} defines no {name!r}.{hint} Received: {reference!r}.")
     function = getattr(module, name)
     if not callable(function):
         raise ValueError(

@@ -32,8 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Override any config value with --config.KEY=VALUE (e.g. --config.num_train_steps=100).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in [("train", "train (resuming from DIR's checkpoint), then evaluate on test"),
-                       ("eval", "evaluate DIR's latest checkpoint on test")]:
+    for name, text in [
+        ("train", "train (resuming from DIR's checkpoint), then evaluate on test"),
+        ("eval", "evaluate DIR's latest checkpoint on test"),
+    ]:
         command = commands.add_parser(name, help=text)
         command.add_argument(
             "--config", required=name == "train",
@@ -86,7 +88,7 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     args = iter(argv)
     for arg in args:
         if arg.startswith("--config."):
-            assignment = arg[len("--config."):]
+            assignment = arg[len("--config.") :]
             if "=" not in assignment:
                 assignment += "=" + next(args, "")
             overrides.append(assignment)

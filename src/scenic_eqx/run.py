@@ -37,12 +37,16 @@ from ._extras import optional, require
 # Configs are `ml_collections.ConfigDict`s, of the `[cli]` extra: checked before `_config`.
 ml_collections = require("ml_collections", "cli", "scenic_eqx.run")
 
-from ._config import apply_override as apply_override  # noqa: E402
-from ._config import load_config as load_config  # noqa: E402
-from ._config import load_saved_config as load_saved_config  # noqa: E402
-from ._imports import load_function  # noqa: E402
-from ._optimizer import build_optimizer as build_optimizer  # noqa: E402
-from ._optimizer import list_optimizers as list_optimizers  # noqa: E402
+from ._config import (
+    apply_override as apply_override,
+    load_config as load_config,
+    load_saved_config as load_saved_config,
+)
+from ._imports import load_function
+from ._optimizer import (
+    build_optimizer as build_optimizer,
+    list_optimizers as list_optimizers,
+)
 
 
 def build_dataset(config: ml_collections.ConfigDict) -> data.Dataset:
@@ -187,7 +191,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
             json.dump(results, f, indent=2)
         if optional("matplotlib", "logging", "The training-curves plot is off") is not None:
-            loops.plot_metrics(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "training_curves.png"))
+            loops.plot_metrics(
+                os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "training_curves.png")
+            )
     return results
 
 

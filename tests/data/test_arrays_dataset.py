@@ -55,7 +55,9 @@ def test_meta_data_and_batch_contract():
     np.testing.assert_array_equal(batch["batch_mask"], np.ones(8))
     # uint8 is scaled to [0, 1]: example i holds i / 255 everywhere.
     ids = np.round(batch["inputs"][:, 0, 0, 0] * 255).astype(int)
-    np.testing.assert_allclose(batch["inputs"], (ids / 255)[:, None, None, None] * np.ones((4, 3, 1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        batch["inputs"], (ids / 255)[:, None, None, None] * np.ones((4, 3, 1)), rtol=1e-6
+    )
     np.testing.assert_array_equal(batch["label"], train[1][ids])
 
 
@@ -96,8 +98,9 @@ def test_two_hosts_take_disjoint_equal_shares():
     train, test = _splits(num_train=51, num_test=21)
     train_ids, test_ids = [], []
     for process_index in range(2):
-        ds = from_arrays(train, test, batch_size=25, eval_batch_size=4, process_index=process_index,
-                         process_count=2)
+        ds = from_arrays(
+            train, test, batch_size=25, eval_batch_size=4, process_index=process_index, process_count=2
+        )
         train_ids.append({i for i, _ in _ids(itertools.islice(ds.train_iter, 1))})
         test_ids.append(_ids(ds.test_iter))
         assert len(ds.test_iter) == 3  # both hosts run ceil(11 / 4) steps
@@ -121,7 +124,9 @@ def test_npz_file_is_the_same_dataset(tmp_path):
 def test_npz_errors(tmp_path):
     path = tmp_path / "partial.npz"
     np.savez(path, x_train=np.zeros((2, 1)), y_train=np.zeros(2, int))
-    with pytest.raises(ValueError, match=r"has no array\(s\) x_test, y_test; it must hold x_train.*it holds x_train, y_train"):
+    with pytest.raises(
+        ValueError, match=r"has no array\(s\) x_test, y_test; it must hold x_train.*it holds x_train, y_train"
+    ):
         get_dataset("arrays", npz=str(path), batch_size=2, **HOSTS)
     with pytest.raises(FileNotFoundError, match=r"`npz` \(=.*missing.npz'\) is not a file"):
         get_dataset("arrays", npz=str(tmp_path / "missing.npz"), batch_size=2, **HOSTS)
@@ -135,13 +140,48 @@ def test_npz_errors(tmp_path):
     [
         (None, "ok", {}, r"needs `train` and `test` .* or `npz`; got train=None, test=set"),
         ("pair", "ok", {}, r"`train` must be a pair `\(inputs, labels\)`. Received: str"),
-        ((np.zeros((3, 2)), np.zeros(2, int)), "ok", {}, r"`train` labels must have one entry per example: a leading size of 3 .* Received: shape \(2,\)"),
-        ((np.zeros((2, 2), np.int32), np.zeros(2, int)), "ok", {}, r"`train` inputs must be uint8 or floating. Received: dtype int32"),
-        ((np.zeros((2, 2)), np.array(["a", "b"])), "ok", {}, r"`train` labels must be integer \(classes\), floating \(targets\) or bool. Received: dtype <U1"),
-        ((np.zeros((2, 2)), np.zeros(2)), "ok", {}, r"`test` labels must have the per-example shapes and kinds .* of the `train` labels, \(\(\), 'floating'\). Received: \(\(\), 'integer'\)"),
-        ((np.zeros((2, 3)), np.zeros(2, int)), "ok", {}, r"must share their example shape; got \(3,\) and \(2,\)"),
-        ("ok", (np.zeros((2, 2)), np.array([0, -1])), {}, r"`test` labels must lie in \[0, `num_classes` \(=2\)\). Received: labels from -1 to 0"),
-        ("ok", "ok", {"num_classes": 1}, r"`train` labels must lie in \[0, `num_classes` \(=1\)\). Received: labels from 0 to 1"),
+        (
+            (np.zeros((3, 2)), np.zeros(2, int)),
+            "ok",
+            {},
+            r"`train` labels must have one entry per example: a leading size of 3 .* Received: shape \(2,\)",
+        ),
+        (
+            (np.zeros((2, 2), np.int32), np.zeros(2, int)),
+            "ok",
+            {},
+            r"`train` inputs must be uint8 or floating. Received: dtype int32",
+        ),
+        (
+            (np.zeros((2, 2)), np.array(["a", "b"])),
+            "ok",
+            {},
+            r"`train` labels must be integer \(classes\), floating \(targets\) or bool. Received: dtype <U1",
+        ),
+        (
+            (np.zeros((2, 2)), np.zeros(2)),
+            "ok",
+            {},
+            r"`test` labels must have the per-example shapes and kinds .* of the `train` labels, \(\(\), 'floating'\). Received: \(\(\), 'integer'\)",
+        ),
+        (
+            (np.zeros((2, 3)), np.zeros(2, int)),
+            "ok",
+            {},
+            r"must share their example shape; got \(3,\) and \(2,\)",
+        ),
+        (
+            "ok",
+            (np.zeros((2, 2)), np.array([0, -1])),
+            {},
+            r"`test` labels must lie in \[0, `num_classes` \(=2\)\). Received: labels from -1 to 0",
+        ),
+        (
+            "ok",
+            "ok",
+            {"num_classes": 1},
+            r"`train` labels must lie in \[0, `num_classes` \(=1\)\). Received: labels from 0 to 1",
+        ),
         ("ok", "ok", {"num_classes": 0}, r"`num_classes` \(=0\) must be a positive integer"),
     ],
 )

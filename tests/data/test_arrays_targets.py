@@ -56,7 +56,11 @@ def test_dict_labels_batch_as_dicts_and_pad_every_leaf():
     rng = np.random.default_rng(1)
 
     def split(n):
-        labels = {"class": rng.integers(0, 4, n), "box": rng.uniform(size=(n, 4)), "extra": {"mask": rng.integers(0, 2, (n, 2, 2))}}
+        labels = {
+            "class": rng.integers(0, 4, n),
+            "box": rng.uniform(size=(n, 4)),
+            "extra": {"mask": rng.integers(0, 2, (n, 2, 2))},
+        }
         return _inputs(n), labels
 
     train, test = split(24), split(10)
@@ -94,9 +98,15 @@ def test_num_classes_only_where_it_means_something():
     labels = {"class": classes, "box": rng.uniform(size=(12, 4))}
     multi = from_arrays((x, labels), (x, labels), batch_size=4, num_classes=9, **HOSTS)
     assert multi.meta_data["num_classes"] == 9
-    with pytest.raises(ValueError, match=r"`test` labels\['class'\] must lie in \[0, `num_classes` \(=6\)\). Received: labels from 0 to 6"):
+    with pytest.raises(
+        ValueError,
+        match=r"`test` labels\['class'\] must lie in \[0, `num_classes` \(=6\)\). Received: labels from 0 to 6",
+    ):
         from_arrays((x, {**labels, "class": classes % 6}), (x, labels), batch_size=4, num_classes=6, **HOSTS)
-    with pytest.raises(ValueError, match=r"`num_classes` \(=3\) applies to integer class labels; these labels hold none .* Received: num_classes=3"):
+    with pytest.raises(
+        ValueError,
+        match=r"`num_classes` \(=3\) applies to integer class labels; these labels hold none .* Received: num_classes=3",
+    ):
         from_arrays((x, labels["box"]), (x, labels["box"]), batch_size=4, num_classes=3, **HOSTS)
 
 
@@ -104,17 +114,37 @@ def test_num_classes_only_where_it_means_something():
     "train_labels, test_labels, match",
     [
         # A label leaf with one example too few names the argument, the leaf and both sizes.
-        ({"class": np.zeros(9, int), "box": np.zeros((8, 4))}, None,
-         r"`train` labels\['box'\] must have one entry per example: a leading size of 9 \(the number of `train` inputs\). Received: shape \(8, 4\)"),
-        (np.zeros((9, 2)), np.zeros((5, 2)),
-         r"`test` labels must have one entry per example: a leading size of 4 \(the number of `test` inputs\). Received: shape \(5, 2\)"),
-        (np.zeros(9), np.float32(1.0),
-         r"`test` labels must have one entry per example: a leading size of 4 .* Received: shape \(\)"),
-        ({}, None, r"`train` labels must be an array or a non-empty dict with string keys. Received: a dict with keys \[\]"),
+        (
+            {"class": np.zeros(9, int), "box": np.zeros((8, 4))},
+            None,
+            r"`train` labels\['box'\] must have one entry per example: a leading size of 9 \(the number of `train` inputs\). Received: shape \(8, 4\)",
+        ),
+        (
+            np.zeros((9, 2)),
+            np.zeros((5, 2)),
+            r"`test` labels must have one entry per example: a leading size of 4 \(the number of `test` inputs\). Received: shape \(5, 2\)",
+        ),
+        (
+            np.zeros(9),
+            np.float32(1.0),
+            r"`test` labels must have one entry per example: a leading size of 4 .* Received: shape \(\)",
+        ),
+        (
+            {},
+            None,
+            r"`train` labels must be an array or a non-empty dict with string keys. Received: a dict with keys \[\]",
+        ),
         ({1: np.zeros(9)}, None, r"with string keys. Received: a dict with keys \[1\]"),
-        ({"a": np.zeros(9, complex)}, None, r"`train` labels\['a'\] must be integer \(classes\), floating \(targets\) or bool. Received: dtype complex128"),
-        ({"class": np.zeros(9, int)}, {"cls": np.zeros(4, int)},
-         r"`test` labels must have the per-example shapes and kinds .* of the `train` labels, \{'class': \(\(\), 'integer'\)\}. Received: \{'cls': \(\(\), 'integer'\)\}"),
+        (
+            {"a": np.zeros(9, complex)},
+            None,
+            r"`train` labels\['a'\] must be integer \(classes\), floating \(targets\) or bool. Received: dtype complex128",
+        ),
+        (
+            {"class": np.zeros(9, int)},
+            {"cls": np.zeros(4, int)},
+            r"`test` labels must have the per-example shapes and kinds .* of the `train` labels, \{'class': \(\(\), 'integer'\)\}. Received: \{'cls': \(\(\), 'integer'\)\}",
+        ),
         (np.zeros((9, 2)), np.zeros((4, 3)), r"Received: \(\(3,\), 'floating'\)"),
     ],
 )

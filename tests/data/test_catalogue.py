@@ -142,9 +142,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, options, shape, label_shape, num_classes", CASES)
-def test_classification_and_segmentation_pipelines(
-    fake_tfds, name, options, shape, label_shape, num_classes
-):
+def test_classification_and_segmentation_pipelines(fake_tfds, name, options, shape, label_shape, num_classes):
     ds = get_dataset(name, batch_size=4, eval_batch_size=3, data_dir="/nowhere", **options)
     train_size, eval_size = SIZES[name].values()
     assert ds.meta_data["num_classes"] == num_classes
@@ -169,9 +167,7 @@ def test_mnist_values_are_in_the_unit_range(fake_tfds):
     ds = get_dataset("mnist", batch_size=5, eval_batch_size=10, shuffle_buffer_size=1)
     (batch,) = list(ds.valid_iter)
     # Example 1000 + i is the constant image (1000 + i) % 256.
-    np.testing.assert_allclose(
-        batch["inputs"][:, 0, 0, 0], (1000 + np.arange(10)) % 256 / 255, rtol=1e-6
-    )
+    np.testing.assert_allclose(batch["inputs"][:, 0, 0, 0], (1000 + np.arange(10)) % 256 / 255, rtol=1e-6)
     np.testing.assert_array_equal(batch["label"], (1000 + np.arange(10)) % 10)
 
 
@@ -209,9 +205,7 @@ def test_hosts_split_the_training_epoch(fake_tfds, hosts):
 def test_hosts_share_the_eval_split_exactly_once(fake_tfds, hosts):
     counts, ids = set(), []
     for index in range(hosts):
-        ds = get_dataset(
-            "cifar10", batch_size=4, eval_batch_size=4, process_index=index, process_count=hosts
-        )
+        ds = get_dataset("cifar10", batch_size=4, eval_batch_size=4, process_index=index, process_count=hosts)
         counts.add(len(ds.valid_iter))
         ids += [i for batch in ds.valid_iter for i in _cifar_ids(batch)]
     assert len(counts) == 1  # every host runs as many evaluation steps
@@ -330,13 +324,9 @@ def test_bad_options(fake_tfds, name, options, error, match):
 
 
 def test_not_prepared_datasets_are_not_downloaded(tmp_path):
-    with pytest.raises(
-        FileNotFoundError, match=r"'cifar10' is not prepared in .*tfds build cifar10"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"'cifar10' is not prepared in .*tfds build cifar10"):
         data.get_dataset("cifar10", batch_size=2, data_dir=str(tmp_path))
     match = r"'imagenet2012' is not prepared .*ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar"
     with pytest.raises(FileNotFoundError, match=match + r".*missing: ILSVRC2012_img_train.tar"):
-        data.get_dataset(
-            "imagenet2012", batch_size=2, data_dir=str(tmp_path), manual_dir=str(tmp_path)
-        )
+        data.get_dataset("imagenet2012", batch_size=2, data_dir=str(tmp_path), manual_dir=str(tmp_path))
     assert not any(tmp_path.iterdir())

@@ -71,9 +71,7 @@ def test_split_is_fixed_disjoint_and_from_sklearn(splits):
     assert train_images.shape == (1437, 8, 8, 1) and test_images.shape == (360, 8, 8, 1)
     assert train_images.dtype == np.uint8
     # Every class in both splits; test class counts are those of the seed-0 split.
-    np.testing.assert_array_equal(
-        np.bincount(test_labels), [29, 38, 33, 40, 33, 39, 32, 42, 41, 33]
-    )
+    np.testing.assert_array_equal(np.bincount(test_labels), [29, 38, 33, 40, 33, 39, 32, 42, 41, 33])
     assert np.bincount(train_labels).min() > 100
     # No test image in train (scikit-learn's 1,797 images are all distinct).
     train = set(_split_examples(train_images, train_labels))
@@ -118,9 +116,7 @@ def test_eval_pass_counts_every_test_example_once(data_dir, splits):
     np.testing.assert_array_equal(batches[-1]["inputs"][3:], 0.0)
     np.testing.assert_array_equal(batches[-1]["label"][3:], 0)
     assert sum(b["batch_mask"].sum() for b in batches) == 360
-    assert collections.Counter(_examples(batches)) == collections.Counter(
-        _split_examples(*splits["test"])
-    )
+    assert collections.Counter(_examples(batches)) == collections.Counter(_split_examples(*splits["test"]))
     # No separate validation split: `test_iter` is the same pass.
     assert _examples(ds.test_iter) == _examples(batches)
 
@@ -149,9 +145,7 @@ def test_same_seed_same_batches_other_seed_other_order(data_dir):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x["inputs"], y["inputs"])
         np.testing.assert_array_equal(x["label"], y["label"])
-    assert not np.array_equal(
-        np.stack([x["label"] for x in a]), np.stack([x["label"] for x in c])
-    )
+    assert not np.array_equal(np.stack([x["label"] for x in a]), np.stack([x["label"] for x in c]))
 
 
 def test_two_hosts_split_the_train_epoch(data_dir, splits):

@@ -43,7 +43,9 @@ def _classes(batches):
 
 
 def test_meta_data_labels_and_resizing(root):
-    ds = get_dataset("image_folder", root=str(root), image_size=(6, 5), batch_size=4, eval_batch_size=8, **HOSTS)
+    ds = get_dataset(
+        "image_folder", root=str(root), image_size=(6, 5), batch_size=4, eval_batch_size=8, **HOSTS
+    )
     assert ds.meta_data == {
         "num_classes": 3,
         "class_names": ["cat", "dog", "emu"],
@@ -80,8 +82,15 @@ def test_eval_counts_every_image_once(root):
 def test_train_epoch_and_two_hosts(root):
     shares = []
     for process_index in range(2):
-        ds = get_dataset("image_folder", root=str(root), image_size=4, batch_size=6,
-                         process_index=process_index, process_count=2, shuffle_buffer_size=1)
+        ds = get_dataset(
+            "image_folder",
+            root=str(root),
+            image_size=4,
+            batch_size=6,
+            process_index=process_index,
+            process_count=2,
+            shuffle_buffer_size=1,
+        )
         # No shuffling: one batch is this host's 6 images, one epoch.
         shares.append(collections.Counter(_classes(itertools.islice(ds.train_iter, 1))))
     assert shares[0] + shares[1] == {(0, 0): 5, (1, 1): 4, (2, 2): 3}
@@ -92,8 +101,11 @@ def test_grey_channels(root):
     batch = next(ds.train_iter)
     assert batch["inputs"].shape == (4, 4, 4, 1)
     # ITU-R 601 luma of the class colour.
-    luma = {0: 0.299 * 250 + 0.587 * 10 + 0.114 * 10, 1: 0.299 * 10 + 0.587 * 250 + 0.114 * 10,
-            2: 0.299 * 10 + 0.587 * 10 + 0.114 * 250}
+    luma = {
+        0: 0.299 * 250 + 0.587 * 10 + 0.114 * 10,
+        1: 0.299 * 10 + 0.587 * 250 + 0.114 * 10,
+        2: 0.299 * 10 + 0.587 * 10 + 0.114 * 250,
+    }
     for inputs, label in zip(batch["inputs"], batch["label"]):
         np.testing.assert_allclose(inputs, luma[int(label)] / 255, atol=2 / 255)
 
@@ -105,7 +117,9 @@ def test_missing_root_split_and_classes(tmp_path, root):
         get_dataset("image_folder", root=str(root), image_size=4, test_split="valid", batch_size=2, **HOSTS)
     (tmp_path / "flat" / "train").mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "flat" / "train" / "a.png")
-    with pytest.raises(FileNotFoundError, match=r"has no split folder 'train' holding class folders .*found: none"):
+    with pytest.raises(
+        FileNotFoundError, match=r"has no split folder 'train' holding class folders .*found: none"
+    ):
         get_dataset("image_folder", root=str(tmp_path / "flat"), image_size=4, batch_size=2, **HOSTS)
     (tmp_path / "empty" / "train" / "cat").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"Split folder '.*train' has no images"):
@@ -115,7 +129,10 @@ def test_missing_root_split_and_classes(tmp_path, root):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"image_size": (4, 0)}, r"`image_size` \(=\(4, 0\)\) must be a positive int or a \(height, width\) pair"),
+        (
+            {"image_size": (4, 0)},
+            r"`image_size` \(=\(4, 0\)\) must be a positive int or a \(height, width\) pair",
+        ),
         ({"image_size": (4, 5, 6)}, r"`image_size` \(=\(4, 5, 6\)\) must be a positive int"),
         ({"image_size": 4, "channels": 4}, r"`channels` \(=4\) must be 1 or 3"),
     ],
@@ -127,9 +144,14 @@ def test_bad_arguments(root, kwargs, match):
 
 def test_too_many_hosts(root):
     with pytest.raises(ValueError, match=r"'train' has 12 images: none for each of `process_count` \(=13\)"):
-        get_dataset("image_folder", root=str(root), image_size=4, batch_size=2, process_index=0, process_count=13)
+        get_dataset(
+            "image_folder", root=str(root), image_size=4, batch_size=2, process_index=0, process_count=13
+        )
 
 
 def test_unknown_option_lists_the_folder_arguments(root):
-    with pytest.raises(TypeError, match=r"Unknown option\(s\) img_size for `get_dataset` of 'image_folder'; known: root, image_size"):
+    with pytest.raises(
+        TypeError,
+        match=r"Unknown option\(s\) img_size for `get_dataset` of 'image_folder'; known: root, image_size",
+    ):
         get_dataset("image_folder", root=str(root), img_size=4, batch_size=2, **HOSTS)

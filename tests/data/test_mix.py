@@ -9,9 +9,7 @@ from scenic_eqx.data import cutmix, mixup
 B, H, W, K = 4, 6, 8, 5
 # Example i is the constant image i + 1 with class i: mixing is readable from the pixels.
 BATCH = {
-    "inputs": np.broadcast_to(
-        np.arange(1, B + 1, dtype=np.float32)[:, None, None, None], (B, H, W, 1)
-    ),
+    "inputs": np.broadcast_to(np.arange(1, B + 1, dtype=np.float32)[:, None, None, None], (B, H, W, 1)),
     "label": np.arange(B, dtype=np.int32),
     "batch_mask": np.ones(B, np.float32),
 }

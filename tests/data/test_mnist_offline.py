@@ -40,9 +40,7 @@ def test_get_dataset_falls_back_to_the_offline_builder(tmp_path, arrays, monkeyp
         "test": (arrays["test"][0][:20], arrays["test"][1][:20]),
     }
     monkeypatch.setattr(_mnist, "load_arrays", lambda path: subset)
-    ds = get_dataset(
-        "mnist", batch_size=16, eval_batch_size=8, data_dir=str(tmp_path), shuffle_buffer_size=1
-    )
+    ds = get_dataset("mnist", batch_size=16, eval_batch_size=8, data_dir=str(tmp_path), shuffle_buffer_size=1)
     assert (tmp_path / "mnist_offline" / "1.0.0" / "dataset_info.json").exists()
     assert not (tmp_path / "mnist").exists()
     assert ds.meta_data["num_train_examples"] == 64 and ds.meta_data["num_eval_examples"] == 20

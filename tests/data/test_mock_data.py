@@ -17,9 +17,7 @@ from scenic_eqx import data
 
 NUM_EXAMPLES = 5
 # The TFDS catalogue datasets of the registry: those named after a TFDS builder.
-CATALOGUE = [
-    name for name in data.list_datasets() if name.split("/")[0] in tfds.list_builders()
-]
+CATALOGUE = [name for name in data.list_datasets() if name.split("/")[0] in tfds.list_builders()]
 OPTIONS = {  # small images: fast
     "imagenet2012": {"image_size": 24},
     "oxford_iiit_pet": {"image_size": 24},

@@ -11,9 +11,7 @@ def test_pads_with_zeros_and_masks_the_padding():
         "label": np.array([4, 5, 6], np.int32),
     }
     padded = pad_batch(batch, 5)
-    np.testing.assert_array_equal(
-        padded["inputs"], [[1, 2], [3, 4], [5, 6], [0, 0], [0, 0]]
-    )
+    np.testing.assert_array_equal(padded["inputs"], [[1, 2], [3, 4], [5, 6], [0, 0], [0, 0]])
     np.testing.assert_array_equal(padded["label"], [4, 5, 6, 0, 0])
     np.testing.assert_array_equal(padded["batch_mask"], [1, 1, 1, 0, 0])
     assert padded["inputs"].dtype == np.float32
@@ -91,9 +89,7 @@ def test_pads_nested_label_pytrees():
     assert set(padded["label"]) == {"boxes", "labels", "box_mask"}
     np.testing.assert_array_equal(padded["label"]["labels"], [[1, 2, 0, 0], [3, 0, 0, 0], [0] * 4])
     np.testing.assert_array_equal(padded["label"]["boxes"][2], 0.0)
-    assert (
-        padded["label"]["boxes"].shape == (3, 4, 4) and padded["label"]["labels"].dtype == np.int32
-    )
+    assert padded["label"]["boxes"].shape == (3, 4, 4) and padded["label"]["labels"].dtype == np.int32
     np.testing.assert_array_equal(padded["batch_mask"], [1, 1, 0])
     with pytest.raises(ValueError, match=r"leading size; got leading sizes .*'label/boxes': 1"):
         pad_batch({**batch, "label": {**batch["label"], "boxes": np.zeros((1, 4))}}, 3)

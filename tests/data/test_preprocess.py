@@ -132,9 +132,7 @@ def test_random_flip_probability_is_one_half():
 def test_inception_box_areas_and_aspect_ratios():
     shape = tf.constant([100, 120, 3])
     areas, ratios = [], []
-    for (top, left, _), (height, width, channels) in _draws(
-        lambda seed: ops.inception_box(shape, seed=seed)
-    ):
+    for (top, left, _), (height, width, channels) in _draws(lambda seed: ops.inception_box(shape, seed=seed)):
         assert channels == -1 and top >= 0 and left >= 0  # -1: every channel
         assert top + height <= 100 and left + width <= 120
         areas.append(height * width / 12_000)
@@ -151,9 +149,7 @@ def test_inception_box_areas_and_aspect_ratios():
 def test_inception_crop_and_jpeg_fast_path_agree():
     rng = np.random.default_rng(0)
     # A smooth image, so that JPEG's loss is small.
-    image = np.clip(np.cumsum(rng.integers(-3, 4, (48, 64, 3)), axis=1) + 128, 0, 255).astype(
-        np.uint8
-    )
+    image = np.clip(np.cumsum(rng.integers(-3, 4, (48, 64, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
     jpeg = tf.io.encode_jpeg(image, quality=100)
     decoded = tf.io.decode_jpeg(jpeg)
     for i in range(5):

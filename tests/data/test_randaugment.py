@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from scenic_eqx.data import _randaugment as ra
-from scenic_eqx.data import ops
+from scenic_eqx.data import _randaugment as ra, ops
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (12, 16, 3)).astype(np.float32)
 
@@ -34,9 +33,7 @@ def test_magnitude_zero_is_the_identity(op):
 def test_solarize_posterize_brightness_literals():
     pixels = np.array([[[0, 100, 127], [128, 200, 255]]], np.float32)
     np.testing.assert_array_equal(_apply(ra.solarize, pixels, 0.5), [[[0, 100, 127], [127, 55, 0]]])
-    np.testing.assert_array_equal(
-        _apply(ra.posterize, pixels, 1.0), [[[0, 96, 112], [128, 192, 240]]]
-    )
+    np.testing.assert_array_equal(_apply(ra.posterize, pixels, 1.0), [[[0, 96, 112], [128, 192, 240]]])
     # Level 1, sign -1: factor 0.1 towards black.
     np.testing.assert_allclose(_apply(ra.brightness, pixels, 1.0, -1.0), 0.1 * pixels, rtol=1e-6)
     np.testing.assert_allclose(
@@ -102,8 +99,7 @@ def test_randaugment_shape_dtype_and_determinism():
     np.testing.assert_array_equal(out, ops.randaugment(image, seed=seed, num_layers=3, magnitude=9))
     np.testing.assert_array_equal(ops.randaugment(image, seed=seed, num_layers=0), image)
     outs = {
-        ops.randaugment(image, seed=tf.constant([i, 0]), magnitude=10).numpy().tobytes()
-        for i in range(8)
+        ops.randaugment(image, seed=tf.constant([i, 0]), magnitude=10).numpy().tobytes() for i in range(8)
     }
     assert len(outs) > 4
 
@@ -111,9 +107,7 @@ def test_randaugment_shape_dtype_and_determinism():
 def test_operations_and_signs_are_uniform():
     num_layers, n = 2, 700
     draws = tf.data.Dataset.range(n).map(
-        tf.autograph.experimental.do_not_convert(
-            lambda i: ra.layer_choices(tf.stack([i, 7]), num_layers)
-        )
+        tf.autograph.experimental.do_not_convert(lambda i: ra.layer_choices(tf.stack([i, 7]), num_layers))
     )
     indices, signs = map(np.concatenate, zip(*draws.as_numpy_iterator()))
     total = n * num_layers

@@ -141,9 +141,7 @@ def _assert_same(batches, expected):
     assert len(batches) == len(expected)
     for batch, want in zip(batches, expected):
         leaves, want_leaves = tf.nest.flatten(batch), tf.nest.flatten(want)
-        assert tf.nest.map_structure(lambda x: None, batch) == tf.nest.map_structure(
-            lambda x: None, want
-        )
+        assert tf.nest.map_structure(lambda x: None, batch) == tf.nest.map_structure(lambda x: None, want)
         for leaf, want_leaf in zip(leaves, want_leaves):
             assert leaf.dtype == want_leaf.dtype
             np.testing.assert_array_equal(leaf, want_leaf)
@@ -209,8 +207,6 @@ def test_image_folder_restores_bitwise(tmp_path, cache):
     _check_restore(make, tmp_path, k=4)
 
 
-
-
 def test_second_host_restores_bitwise(fake_tfds, tmp_path):
     hosts = {"process_index": 1, "process_count": 2}
     _check_restore(lambda: _catalogue("cifar10", **hosts), tmp_path)
@@ -260,9 +256,7 @@ def test_restore_reads_do_not_grow_with_the_position(fake_tfds, tmp_path):
 def test_in_memory_restore_draws_one_order(tmp_path, monkeypatch):
     draws = []
     permutation = _in_memory._permutation
-    monkeypatch.setattr(
-        _in_memory, "_permutation", lambda *args: draws.append(args[1]) or permutation(*args)
-    )
+    monkeypatch.setattr(_in_memory, "_permutation", lambda *args: draws.append(args[1]) or permutation(*args))
     batches = _arrays()
     list(itertools.islice(batches, 500))  # 2,000 examples: 66 epochs of 30
     batches.save_state(str(tmp_path))

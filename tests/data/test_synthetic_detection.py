@@ -5,9 +5,12 @@ import itertools
 import numpy as np
 import pytest
 
-from scenic_eqx.data import get_dataset, list_datasets
-from scenic_eqx.data import _synthetic_detection as detection
-from scenic_eqx.data import _synthetic_segmentation as segmentation
+from scenic_eqx.data import (
+    _synthetic_detection as detection,
+    _synthetic_segmentation as segmentation,
+    get_dataset,
+    list_datasets,
+)
 
 SIZE = 24
 
@@ -49,8 +52,12 @@ def test_boxes_are_the_tightest_around_the_segmentation_masks():
             shape = inside & (class_map == k + 1)
             # The box holds pixels of its class touching all four of its sides.
             rows, cols = np.flatnonzero(shape.any(1)), np.flatnonzero(shape.any(0))
-            assert rows[0] == np.flatnonzero(inside.any(1))[0] and rows[-1] == np.flatnonzero(inside.any(1))[-1]
-            assert cols[0] == np.flatnonzero(inside.any(0))[0] and cols[-1] == np.flatnonzero(inside.any(0))[-1]
+            assert (
+                rows[0] == np.flatnonzero(inside.any(1))[0] and rows[-1] == np.flatnonzero(inside.any(1))[-1]
+            )
+            assert (
+                cols[0] == np.flatnonzero(inside.any(0))[0] and cols[-1] == np.flatnonzero(inside.any(0))[-1]
+            )
             covered |= shape
         # Every shape pixel is in a box of its class.
         np.testing.assert_array_equal(covered, class_map > 0)

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from scenic_eqx.data import Dataset, get_dataset, list_datasets
-from scenic_eqx.data import _synthetic_segmentation as synthetic
+from scenic_eqx.data import Dataset, _synthetic_segmentation as synthetic, get_dataset, list_datasets
 from scenic_eqx.data._in_memory import EvalBatches, train_batches
 
 SIZE = 16

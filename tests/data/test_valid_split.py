@@ -6,10 +6,10 @@ import itertools
 import numpy as np
 import pytest
 
-from scenic_eqx.data import from_arrays, get_dataset
-
 # The TFDS catalogue on fake data, as in test_catalogue.py (fixtures and helpers).
 from test_catalogue import _cifar_ids, fake_tfds, metadata_dir  # noqa: F401
+
+from scenic_eqx.data import from_arrays, get_dataset
 
 HOSTS = {"process_index": 0, "process_count": 1}
 
@@ -65,7 +65,9 @@ def test_npz_may_hold_a_validation_split(tmp_path):
     assert ds.meta_data["valid_source"] == "valid"
     assert _ids(ds.valid_iter) == list(range(500, 505))
     np.savez(path, x_train=x, y_train=y, x_valid=xv, x_test=xt, y_test=yt)
-    with pytest.raises(ValueError, match=r"holds x_valid alone; a validation split needs both x_valid and y_valid"):
+    with pytest.raises(
+        ValueError, match=r"holds x_valid alone; a validation split needs both x_valid and y_valid"
+    ):
         get_dataset("arrays", npz=str(path), batch_size=4, **HOSTS)
 
 
@@ -95,7 +97,9 @@ def test_a_fraction_leaving_an_empty_split_gives_the_sizes(num_train, valid_frac
 
 def test_valid_arrays_and_fraction_together_are_an_error():
     train = _split(10)
-    with pytest.raises(ValueError, match=r"Give either a validation split .* or `valid_fraction` \(=0.2\), not both"):
+    with pytest.raises(
+        ValueError, match=r"Give either a validation split .* or `valid_fraction` \(=0.2\), not both"
+    ):
         from_arrays(train, train, valid=train, batch_size=2, valid_fraction=0.2, **HOSTS)
 
 
@@ -127,8 +131,15 @@ def test_digits_valid_fraction_holds_out_part_of_train(digits_dir):
     order = [(image.tobytes(), int(label)) for image, label in zip(stored["image"], stored["label"])]
 
     # A shuffle buffer of one: the first 1,293 examples are exactly one epoch.
-    ds = get_dataset("digits", batch_size=431, eval_batch_size=144, data_dir=digits_dir,
-                     valid_fraction=0.1, shuffle_buffer_size=1, **HOSTS)
+    ds = get_dataset(
+        "digits",
+        batch_size=431,
+        eval_batch_size=144,
+        data_dir=digits_dir,
+        valid_fraction=0.1,
+        shuffle_buffer_size=1,
+        **HOSTS,
+    )
     meta = ds.meta_data
     assert meta["valid_source"] == "train[1293:]"
     assert meta["num_train_examples"] == 1293 and meta["num_eval_examples"] == 144
@@ -144,13 +155,23 @@ def test_digits_valid_fraction_holds_out_part_of_train(digits_dir):
     assert today.meta_data["num_train_examples"] == 1437 and today.meta_data["num_eval_examples"] == 360
     assert _examples(today.valid_iter) == _examples(ds.test_iter)
 
-    with pytest.raises(ValueError, match=r"`valid_fraction` \(=0.0001\) of the 1437 examples of 'train' leaves an empty validation split"):
+    with pytest.raises(
+        ValueError,
+        match=r"`valid_fraction` \(=0.0001\) of the 1437 examples of 'train' leaves an empty validation split",
+    ):
         get_dataset("digits", batch_size=8, data_dir=digits_dir, valid_fraction=1e-4, **HOSTS)
 
 
 def test_catalogue_valid_fraction_is_a_slice_of_train(fake_tfds):  # noqa: F811
-    ds = get_dataset("cifar10", batch_size=10, eval_batch_size=5, valid_fraction=0.2,
-                     shuffle_buffer_size=1, augment=False, **HOSTS)
+    ds = get_dataset(
+        "cifar10",
+        batch_size=10,
+        eval_batch_size=5,
+        valid_fraction=0.2,
+        shuffle_buffer_size=1,
+        augment=False,
+        **HOSTS,
+    )
     assert ds.meta_data["valid_source"] == "train[40:]"
     assert ds.meta_data["num_train_examples"] == 40 and ds.meta_data["num_eval_examples"] == 10
     assert sorted(i for b in ds.valid_iter for i in _cifar_ids(b)) == list(range(40, 50))
@@ -160,14 +181,23 @@ def test_catalogue_valid_fraction_is_a_slice_of_train(fake_tfds):  # noqa: F811
     default = get_dataset("cifar10", batch_size=10, shuffle_buffer_size=1, **HOSTS)
     assert default.meta_data["valid_source"] == "test" and default.valid_iter is default.test_iter
 
-    with pytest.raises(ValueError, match=r"Give either `valid_split` \(='test\[:5\]'\) or `valid_fraction` \(=0.2\), not both"):
+    with pytest.raises(
+        ValueError,
+        match=r"Give either `valid_split` \(='test\[:5\]'\) or `valid_fraction` \(=0.2\), not both",
+    ):
         get_dataset("cifar10", batch_size=10, valid_split="test[:5]", valid_fraction=0.2, **HOSTS)
-    with pytest.raises(ValueError, match=r"must then be a split name such as 'train', not a slice .* Received: a training split 'train\[:30\]'"):
+    with pytest.raises(
+        ValueError,
+        match=r"must then be a split name such as 'train', not a slice .* Received: a training split 'train\[:30\]'",
+    ):
         get_dataset("cifar10", batch_size=10, train_split="train[:30]", valid_fraction=0.2, **HOSTS)
 
 
 def test_a_dataset_that_cannot_hold_out_says_so():
-    with pytest.raises(TypeError, match=r"Dataset 'video_tfrecord' cannot hold out `valid_fraction` of its training split; its options are: .* Received: valid_fraction=0.1"):
+    with pytest.raises(
+        TypeError,
+        match=r"Dataset 'video_tfrecord' cannot hold out `valid_fraction` of its training split; its options are: .* Received: valid_fraction=0.1",
+    ):
         get_dataset("video_tfrecord", batch_size=2, valid_fraction=0.1, **HOSTS)
 
 

@@ -46,7 +46,9 @@ def test_write_video_records_layout(tmp_path):
     videos = [_counting_video(5), _counting_video(3, size=6)[..., :1]]
     path = tmp_path / "sub" / "videos.tfrecord"
     assert write_video_records(path, videos, [7, 2]) == 2
-    records = [tf.train.SequenceExample.FromString(r) for r in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()]
+    records = [
+        tf.train.SequenceExample.FromString(r) for r in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    ]
     assert [list(r.context.feature["clip/label/index"].int64_list.value) for r in records] == [[7], [2]]
     frames = [r.feature_lists.feature_list["image/encoded"].feature for r in records]
     assert [len(f) for f in frames] == [5, 3]
@@ -57,11 +59,26 @@ def test_write_video_records_layout(tmp_path):
 @pytest.mark.parametrize(
     "videos, labels, kwargs, match",
     [
-        ([np.zeros((2, 4, 4, 3), np.float32)], [0], {}, r"`videos\[0\]` must be uint8 \[time, height, width, 1 or 3\] with time >= 1; got float32 \(2, 4, 4, 3\)"),
-        ([np.zeros((0, 4, 4, 3), np.uint8)], [0], {}, r"`videos\[0\]` must be uint8 .*got uint8 \(0, 4, 4, 3\)"),
+        (
+            [np.zeros((2, 4, 4, 3), np.float32)],
+            [0],
+            {},
+            r"`videos\[0\]` must be uint8 \[time, height, width, 1 or 3\] with time >= 1; got float32 \(2, 4, 4, 3\)",
+        ),
+        (
+            [np.zeros((0, 4, 4, 3), np.uint8)],
+            [0],
+            {},
+            r"`videos\[0\]` must be uint8 .*got uint8 \(0, 4, 4, 3\)",
+        ),
         ([np.zeros((1, 4, 4, 3), np.uint8)], [-1], {}, r"`labels\[0\]` \(=-1\) must be a non-negative int"),
         ([np.zeros((1, 4, 4, 3), np.uint8)], [0, 1], {}, r"Got 1 `videos` but 2 `labels`"),
-        ([np.zeros((1, 4, 4, 3), np.uint8)], [0], {"jpeg_quality": 0}, r"`jpeg_quality` \(=0\) must be an int in 1..100"),
+        (
+            [np.zeros((1, 4, 4, 3), np.uint8)],
+            [0],
+            {"jpeg_quality": 0},
+            r"`jpeg_quality` \(=0\) must be an int in 1..100",
+        ),
     ],
 )
 def test_write_errors(tmp_path, videos, labels, kwargs, match):
@@ -133,7 +150,9 @@ def test_random_crop_and_flip_are_the_same_for_every_frame(tmp_path):
 def test_three_crops_along_the_longer_side_clip_major(tmp_path):
     path = tmp_path / "v.tfrecord"
     write_video_records(path, [_ramp_video(8, 12, 16), _ramp_video(8, 16, 12)], [0, 1], jpeg_quality=100)
-    ds = _dataset(path, num_frames=2, stride=3, image_size=8, min_resize=12, num_test_clips=2, num_test_crops=3)
+    ds = _dataset(
+        path, num_frames=2, stride=3, image_size=8, min_resize=12, num_test_clips=2, num_test_crops=3
+    )
     assert ds.meta_data["num_test_views"] == 6
     (batch,) = list(ds.test_iter)
     assert batch["inputs"].shape == (4, 6, 2, 8, 8, 3)
@@ -178,8 +197,14 @@ def test_two_hosts_split_files_or_records(tmp_path, num_files):
         write_video_records(tmp_path / f"v-{i}.tfrecord", [_counting_video(4)] * len(labels), labels)
     train, test = [], []
     for process_index in range(2):
-        ds = _dataset(tmp_path / "v-*.tfrecord", batch_size=4, eval_batch_size=2, process_index=process_index,
-                      process_count=2, shuffle_buffer_size=1)
+        ds = _dataset(
+            tmp_path / "v-*.tfrecord",
+            batch_size=4,
+            eval_batch_size=2,
+            process_index=process_index,
+            process_count=2,
+            shuffle_buffer_size=1,
+        )
         # One batch is 4 records; a host's train share is 4 (records) or 3 to 6 (files).
         train.append({int(l) for b in itertools.islice(ds.train_iter, 3) for l in b["label"]})
         test.append([int(l) for b in ds.test_iter for l, m in zip(b["label"], b["batch_mask"]) if m == 1.0])
@@ -206,12 +231,30 @@ def _record(label=0, num_frames=2, label_kind="int64_list", frames_key="image/en
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (_record(frames_key="frames"), r"record 3 of '.*train-00000.tfrecord' has no feature list 'image/encoded'; it has \['frames'\]"),
-        (_record(label=None), r"record 3 of '.*train-00000.tfrecord' has no context feature 'clip/label/index'; it has none"),
-        (_record(label=1.0, label_kind="float_list"), r"record 3 of .*: context feature 'clip/label/index' must hold one int64"),
-        (_record(num_frames=0), r"record 3 of '.*train-00000.tfrecord' has an empty feature list 'image/encoded'"),
-        (_record(label=10), r"record 3 of '.*train-00000.tfrecord' has label 10, outside \[0, `num_classes` \(=10\)\)"),
-        (b"\xff\xffnot a proto", r"record 3 of '.*train-00000.tfrecord' does not parse as a tf.train.SequenceExample"),
+        (
+            _record(frames_key="frames"),
+            r"record 3 of '.*train-00000.tfrecord' has no feature list 'image/encoded'; it has \['frames'\]",
+        ),
+        (
+            _record(label=None),
+            r"record 3 of '.*train-00000.tfrecord' has no context feature 'clip/label/index'; it has none",
+        ),
+        (
+            _record(label=1.0, label_kind="float_list"),
+            r"record 3 of .*: context feature 'clip/label/index' must hold one int64",
+        ),
+        (
+            _record(num_frames=0),
+            r"record 3 of '.*train-00000.tfrecord' has an empty feature list 'image/encoded'",
+        ),
+        (
+            _record(label=10),
+            r"record 3 of '.*train-00000.tfrecord' has label 10, outside \[0, `num_classes` \(=10\)\)",
+        ),
+        (
+            b"\xff\xffnot a proto",
+            r"record 3 of '.*train-00000.tfrecord' does not parse as a tf.train.SequenceExample",
+        ),
     ],
 )
 def test_a_bad_record_is_named(tmp_path, bad, match):
@@ -236,8 +279,16 @@ def test_file_errors(tmp_path):
         ({"num_test_clips": 0}, ValueError, r"`num_test_clips` \(=0\) must be a positive integer"),
         ({"stride": 0}, ValueError, r"`stride` \(=0\) must be a positive integer"),
         ({"channels": 2}, ValueError, r"`channels` \(=2\) must be 1 or 3"),
-        ({"image_size": (8, 12), "min_resize": 10}, ValueError, r"`min_resize` \(=10\) must be at least the larger side of `image_size` \(=\(8, 12\)\)"),
-        ({"num_frame": 4}, TypeError, r"Unknown option\(s\) num_frame for `get_dataset` of 'video_tfrecord'; known: train_files, test_files, num_frames"),
+        (
+            {"image_size": (8, 12), "min_resize": 10},
+            ValueError,
+            r"`min_resize` \(=10\) must be at least the larger side of `image_size` \(=\(8, 12\)\)",
+        ),
+        (
+            {"num_frame": 4},
+            TypeError,
+            r"Unknown option\(s\) num_frame for `get_dataset` of 'video_tfrecord'; known: train_files, test_files, num_frames",
+        ),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, error, match):
@@ -250,5 +301,8 @@ def test_bad_arguments(tmp_path, kwargs, error, match):
 def test_too_many_hosts(tmp_path):
     path = tmp_path / "v.tfrecord"
     write_video_records(path, [_counting_video(2)], [0])
-    with pytest.raises(ValueError, match=r"`train_files` hold 1 videos: none for host `process_index` \(=1\) of `process_count` \(=2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`train_files` hold 1 videos: none for host `process_index` \(=1\) of `process_count` \(=2\)",
+    ):
         _dataset(path, process_index=1, process_count=2)

@@ -43,9 +43,9 @@ if args.num_processes > 1:
 import equinox as eqx  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from tiny_models import DropoutMLP, make_batches  # noqa: E402
 
 from scenic_eqx import loops, tasks  # noqa: E402
-from tiny_models import DropoutMLP, make_batches  # noqa: E402
 
 
 def this_host(batches):

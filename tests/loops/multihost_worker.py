@@ -51,8 +51,11 @@ class WideMLP(eqx.Module):
 
     def __init__(self, *, key):
         k1, k2, k3 = jax.random.split(key, 3)
-        self.layers = (eqx.nn.Linear(4, 256, key=k1), eqx.nn.Linear(256, 256, key=k2),
-                       eqx.nn.Linear(256, 3, key=k3))
+        self.layers = (
+            eqx.nn.Linear(4, 256, key=k1),
+            eqx.nn.Linear(256, 256, key=k2),
+            eqx.nn.Linear(256, 3, key=k3),
+        )
 
     def __call__(self, x, *, key=None):
         for layer in self.layers[:-1]:
@@ -81,8 +84,11 @@ def detection_batches(num, size=8):
         x = rng.normal(size=(size, 4, 4, 1)).astype(np.float32)
         boxes = np.asarray(jax.vmap(model)(x)["pred_boxes"][:, :2])
         boxes = boxes + rng.normal(scale=0.03, size=boxes.shape).astype(np.float32)
-        label = {"boxes": boxes, "labels": rng.integers(0, 2, size=(size, 2)).astype(np.int32),
-                 "box_mask": (rng.uniform(size=(size, 2)) < 0.8).astype(np.float32)}
+        label = {
+            "boxes": boxes,
+            "labels": rng.integers(0, 2, size=(size, 2)).astype(np.int32),
+            "box_mask": (rng.uniform(size=(size, 2)) < 0.8).astype(np.float32),
+        }
         yield {"inputs": x, "label": label, "batch_mask": np.ones(size, np.float32)}
 
 
@@ -105,9 +111,16 @@ def this_host(batches):
 assert jax.device_count() == 4 and jax.process_count() == num_processes
 task = tasks.ClassificationTask()
 state, history = loops.fit(
-    DropoutMLP(key=jax.random.key(0)), task, this_host(global_batches(6)),
-    optimizer=optax.sgd(0.1), num_steps=6, key=jax.random.key(1), log_every=3,
-    workdir=os.path.join(out, "workdir"), checkpoint_every=3, progress=False,
+    DropoutMLP(key=jax.random.key(0)),
+    task,
+    this_host(global_batches(6)),
+    optimizer=optax.sgd(0.1),
+    num_steps=6,
+    key=jax.random.key(1),
+    log_every=3,
+    workdir=os.path.join(out, "workdir"),
+    checkpoint_every=3,
+    progress=False,
 )
 metrics = loops.evaluate(state.model, task, list(this_host(global_batches(2))))
 # Batches already made global arrays by the prefetcher, each spanning both hosts.
@@ -123,19 +136,39 @@ arrays = {f"p{i}": np.asarray(p.addressable_data(0)) for i, p in enumerate(param
 
 # FSDP: the middle weight and its momentum are split over the devices of both hosts.
 fsdp_state, fsdp_history = loops.fit(
-    WideMLP(key=jax.random.key(0)), task, this_host(global_batches(6)),
-    optimizer=optax.sgd(0.1, momentum=0.9), num_steps=6, key=jax.random.key(1), log_every=3,
-    workdir=os.path.join(out, "fsdp_workdir"), checkpoint_every=3, progress=False, sharding="fsdp",
+    WideMLP(key=jax.random.key(0)),
+    task,
+    this_host(global_batches(6)),
+    optimizer=optax.sgd(0.1, momentum=0.9),
+    num_steps=6,
+    key=jax.random.key(1),
+    log_every=3,
+    workdir=os.path.join(out, "fsdp_workdir"),
+    checkpoint_every=3,
+    progress=False,
+    sharding="fsdp",
 )
 middle = fsdp_state.model.layers[1].weight
 assert {s.data.size for s in middle.addressable_shards} == {middle.size // 4}
 assert len(middle.addressable_shards) == devices_per_process
 fsdp_metrics = loops.evaluate(fsdp_state.model, task, list(this_host(global_batches(2))))
 fsdp_params = jax.tree.leaves(eqx.filter(fsdp_state.model, eqx.is_inexact_array))
-arrays.update({f"fsdp_p{i}": np.asarray(multihost_utils.process_allgather(p, tiled=True))
-               for i, p in enumerate(fsdp_params)})
+arrays.update(
+    {
+        f"fsdp_p{i}": np.asarray(multihost_utils.process_allgather(p, tiled=True))
+        for i, p in enumerate(fsdp_params)
+    }
+)
 if process_id == 0:
-    np.savez(os.path.join(out, "result.npz"), loss=history[-1]["loss"], eval_accuracy=metrics["accuracy"],
-             eval_loss=metrics["loss"], eval_ap=detection["AP"], eval_ap50=detection["AP50"],
-             eval_box_loss=detection["loss_bbox"], fsdp_loss=fsdp_history[-1]["loss"],
-             fsdp_eval_loss=fsdp_metrics["loss"], **arrays)
+    np.savez(
+        os.path.join(out, "result.npz"),
+        loss=history[-1]["loss"],
+        eval_accuracy=metrics["accuracy"],
+        eval_loss=metrics["loss"],
+        eval_ap=detection["AP"],
+        eval_ap50=detection["AP50"],
+        eval_box_loss=detection["loss_bbox"],
+        fsdp_loss=fsdp_history[-1]["loss"],
+        fsdp_eval_loss=fsdp_metrics["loss"],
+        **arrays,
+    )

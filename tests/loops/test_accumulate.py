@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import optax
 import pytest
-
-from scenic_eqx import loops, tasks
-from scenic_eqx.loops._accumulate import split_batch
 from tiny_models import BatchNormMLP, DropoutMLP, make_batches, params, run
+
+from scenic_eqx import loops
+from scenic_eqx.loops._accumulate import split_batch
 
 
 @pytest.mark.parametrize("num_devices", [1, 2, 4])
@@ -31,7 +31,9 @@ def test_split_batch_interleaves_examples_and_rejects_indivisible_batches():
     batch = {"inputs": np.arange(12).reshape(6, 2), "batch_mask": np.ones(6)}
     micro = split_batch(batch, 3)
     np.testing.assert_array_equal(micro["inputs"][:, :, 0], [[0, 6], [2, 8], [4, 10]])
-    with pytest.raises(ValueError, match=r"`accumulate_steps` \(=4\) must divide the batch size. Received: a batch of 6"):
+    with pytest.raises(
+        ValueError, match=r"`accumulate_steps` \(=4\) must divide the batch size. Received: a batch of 6"
+    ):
         split_batch(batch, 4)
 
 

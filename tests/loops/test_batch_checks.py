@@ -36,42 +36,51 @@ def test_good_batches_give_their_size():
     "batch, error, match",
     [
         (
-            [np.zeros(3)], TypeError,
+            [np.zeros(3)],
+            TypeError,
             r"batch 0 of `train_batches` must be a dict of arrays .* Received: list\.",
         ),
         (
-            _batch(label=None, labels=np.zeros(4)), ValueError,
+            _batch(label=None, labels=np.zeros(4)),
+            ValueError,
             r"must have the entries 'inputs', 'label'. Received: a batch with keys "
             r"\['batch_mask', 'inputs', 'labels'\], without 'label'\.",
         ),
         (
-            _batch(inputs=None, image=np.zeros((4, 2))), ValueError,
+            _batch(inputs=None, image=np.zeros((4, 2))),
+            ValueError,
             r"Received: a batch with keys \['batch_mask', 'image', 'label'\], without 'inputs'\.",
         ),
         (
-            _batch(label=np.zeros(3, np.int32)), ValueError,
+            _batch(label=np.zeros(3, np.int32)),
+            ValueError,
             r"every entry must have the same leading \(batch\) size. Received: `batch_mask` "
             r"\(4,\), `inputs` \(4, 8, 8, 3\), `label` \(3,\)\.",
         ),
         (
-            _batch(label={"boxes": np.zeros((4, 2, 4)), "labels": np.zeros((5, 2))}), ValueError,
+            _batch(label={"boxes": np.zeros((4, 2, 4)), "labels": np.zeros((5, 2))}),
+            ValueError,
             r"`label\['labels'\]` \(5, 2\)",
         ),
         (
-            _batch(batch_mask=np.ones((4, 1))), ValueError,
+            _batch(batch_mask=np.ones((4, 1))),
+            ValueError,
             r"`batch_mask` must have shape \(4,\) \(one weight per example, or per "
             r"label entry\)\. Received: shape \(4, 1\)\.",
         ),
         (
-            _batch(label=np.array(["cat"] * 4)), TypeError,
+            _batch(label=np.array(["cat"] * 4)),
+            TypeError,
             r"every entry must hold numbers or booleans. Received: dtype <U3 for `label`\.",
         ),
         (
-            _batch(label=[0, 1, 2, 3]), TypeError,
+            _batch(label=[0, 1, 2, 3]),
+            TypeError,
             r"every entry must be a numpy or jax array. Received: int for `label\[0\]`\.",
         ),
         (
-            _batch(label=np.array(1)), ValueError,
+            _batch(label=np.array(1)),
+            ValueError,
             r"every entry must have a leading batch axis. Received: a scalar for `label`\.",
         ),
         ({"inputs": {}, "label": {}}, ValueError, r"must hold arrays. Received: an empty batch\."),

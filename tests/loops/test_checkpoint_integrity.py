@@ -22,7 +22,7 @@ import optax
 import pytest
 
 from scenic_eqx import loops
-from scenic_eqx.loops._checkpoint import CheckpointSaveError, Checkpointer, CorruptCheckpointError
+from scenic_eqx.loops._checkpoint import Checkpointer, CheckpointSaveError, CorruptCheckpointError
 from scenic_eqx.loops._checksum import array_checksums
 from scenic_eqx.loops._manifest import raw_leaves
 
@@ -133,7 +133,9 @@ def test_a_damaged_array_file_is_detected_and_skipped(directory, how):
     damage(path, how, offset)
     checkpointer = Checkpointer(directory)
     cause = r"read back does not match its checksum" if how == "flip" else r"is unreadable \(ValueError: "
-    message = rf"Checkpoint 3 in {re.escape(str(directory))} is damaged: the data of `{re.escape(WEIGHT)}` {cause}"
+    message = (
+        rf"Checkpoint 3 in {re.escape(str(directory))} is damaged: the data of `{re.escape(WEIGHT)}` {cause}"
+    )
     with pytest.raises(CorruptCheckpointError, match=message):
         checkpointer.restore(3, train_state=make_state(0))
     with pytest.warns(UserWarning, match=message) as record:

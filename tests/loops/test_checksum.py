@@ -85,5 +85,7 @@ def test_the_same_for_every_sharding():
 
 
 def test_rejects_sub_byte_dtypes():
-    with pytest.raises(TypeError, match=r"Cannot checksum an array of dtype int4.*Received: an array of shape \(4,\)"):
+    with pytest.raises(
+        TypeError, match=r"Cannot checksum an array of dtype int4.*Received: an array of shape \(4,\)"
+    ):
         array_checksums([jnp.zeros(4, jnp.int4)])

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny_models import make_batches, params
 
 from scenic_eqx import loops, tasks
-from tiny_models import make_batches, params
 
 
 class RootMLP(eqx.Module):
@@ -55,7 +55,9 @@ def test_the_oracle_model_has_a_finite_loss_and_a_nan_gradient():
 
 
 def test_a_nan_gradient_with_a_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(FloatingPointError, match=r"loss or a gradient is not finite at step 7.*debug_nans=True"):
+    with pytest.raises(
+        FloatingPointError, match=r"loss or a gradient is not finite at step 7.*debug_nans=True"
+    ):
         _fit(_batches_with_zero_input_at(7), tmp_path)
     checkpointer = loops.Checkpointer(tmp_path / "checkpoints")
     assert checkpointer.all_steps() == [3, 6]  # nothing saved after the bad step

@@ -5,9 +5,9 @@ import jax
 import numpy as np
 import optax
 import pytest
+from tiny_models import DropoutMLP, run
 
 from scenic_eqx import loops, nn
-from tiny_models import DropoutMLP, run
 
 
 def test_frozen_parameters_do_not_move_and_carry_no_optimizer_state():
@@ -25,7 +25,10 @@ def test_frozen_parameters_do_not_move_and_carry_no_optimizer_state():
 @pytest.mark.parametrize(
     "patterns, match",
     [
-        (["^head", "^body"], r"`frozen` patterns \['\^body'\] match no trainable parameter path \(paths look like 'hidden.weight'\)"),
+        (
+            ["^head", "^body"],
+            r"`frozen` patterns \['\^body'\] match no trainable parameter path \(paths look like 'hidden.weight'\)",
+        ),
         (["(unclosed"], r"`frozen` holds an invalid regular expression. Received: '\(unclosed'"),
         ("head", r"`frozen` must be a sequence of patterns, not one string. Received: 'head'"),
     ],

@@ -3,14 +3,13 @@ import os
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny_models import BatchNormMLP, DropoutMLP, make_batches, params, run
 
 from scenic_eqx import loops, nn, tasks
 from scenic_eqx.data import pad_batch
-from tiny_models import BatchNormMLP, DropoutMLP, make_batches, params, run
 
 
 def test_fit_learns_and_logs(tmp_path, getkey):
@@ -128,8 +127,14 @@ def test_fit_trains_a_registry_model_on_eight_devices(getkey):
     batch = {"inputs": images, "label": labels, "batch_mask": np.ones(16, np.float32)}
     model = nn.create("simple_cnn", num_classes=2, in_channels=1, num_filters=(8,), key=getkey())
     state, history = loops.fit(
-        model, tasks.ClassificationTask(), [batch] * 30, optimizer=optax.adam(3e-2),
-        num_steps=30, key=getkey(), log_every=10, progress=False,
+        model,
+        tasks.ClassificationTask(),
+        [batch] * 30,
+        optimizer=optax.adam(3e-2),
+        num_steps=30,
+        key=getkey(),
+        log_every=10,
+        progress=False,
     )
     assert history[-1]["loss"] < history[0]["loss"]
 
@@ -139,13 +144,30 @@ def test_fit_trains_a_registry_model_on_eight_devices(getkey):
     [
         ({"num_steps": 0}, r"`num_steps` must be a positive integer. Received: 0"),
         ({"num_steps": 2, "log_every": -1}, r"`log_every` must be a positive integer. Received: -1"),
-        ({"num_steps": 2, "eval_every": 1}, r"`eval_every` \(=1\) needs `eval_batches`. Received: eval_batches=None"),
-        ({"num_steps": 2, "checkpoint_every": 1}, r"`checkpoint_every` \(=1\) needs a `workdir`. Received: workdir=None"),
-        ({"num_steps": 4, "steps_per_dispatch": 3, "log_every": 4},
-         r"`log_every` must be a multiple of `steps_per_dispatch` \(=3\).*Received: log_every=4"),
-        ({"num_steps": 2, "precision": "fp16"}, r"`precision` must be one of 'float32', 'bfloat16'.*Received: 'fp16'"),
-        ({"num_steps": 2, "accumulate_steps": 0}, r"`accumulate_steps` must be a positive integer. Received: 0"),
-        ({"num_steps": 2, "accumulate_steps": 3}, r"`accumulate_steps` \(=3\) must divide the batch size. Received: a batch of 16"),
+        (
+            {"num_steps": 2, "eval_every": 1},
+            r"`eval_every` \(=1\) needs `eval_batches`. Received: eval_batches=None",
+        ),
+        (
+            {"num_steps": 2, "checkpoint_every": 1},
+            r"`checkpoint_every` \(=1\) needs a `workdir`. Received: workdir=None",
+        ),
+        (
+            {"num_steps": 4, "steps_per_dispatch": 3, "log_every": 4},
+            r"`log_every` must be a multiple of `steps_per_dispatch` \(=3\).*Received: log_every=4",
+        ),
+        (
+            {"num_steps": 2, "precision": "fp16"},
+            r"`precision` must be one of 'float32', 'bfloat16'.*Received: 'fp16'",
+        ),
+        (
+            {"num_steps": 2, "accumulate_steps": 0},
+            r"`accumulate_steps` must be a positive integer. Received: 0",
+        ),
+        (
+            {"num_steps": 2, "accumulate_steps": 3},
+            r"`accumulate_steps` \(=3\) must divide the batch size. Received: a batch of 16",
+        ),
         ({"num_steps": 2, "ema_decay": 1.0}, r"`ema_decay` must be a number in \[0, 1\). Received: 1.0"),
         ({"num_steps": 20}, r"`train_batches` ran out at step 13 of 20"),
     ],
@@ -157,13 +179,24 @@ def test_fit_argument_errors(kwargs, match, getkey):
 
 def test_batch_not_divisible_by_devices_is_an_error(getkey):
     batches = make_batches(2, batch_size=12)
-    with pytest.raises(ValueError, match=r"per-host batch size must be divisible .* \(=8\). Received: a batch of 12"):
-        loops.fit(DropoutMLP(key=getkey()), tasks.ClassificationTask(), batches,
-                  optimizer=optax.sgd(0.1), num_steps=2, key=getkey(), progress=False)
+    with pytest.raises(
+        ValueError, match=r"per-host batch size must be divisible .* \(=8\). Received: a batch of 12"
+    ):
+        loops.fit(
+            DropoutMLP(key=getkey()),
+            tasks.ClassificationTask(),
+            batches,
+            optimizer=optax.sgd(0.1),
+            num_steps=2,
+            key=getkey(),
+            progress=False,
+        )
 
 
 def test_evaluate_of_nothing_is_an_error(getkey):
-    with pytest.raises(ValueError, match="must yield at least one batch to evaluate. Received: an empty iterable"):
+    with pytest.raises(
+        ValueError, match="must yield at least one batch to evaluate. Received: an empty iterable"
+    ):
         loops.evaluate(DropoutMLP(key=getkey()), tasks.ClassificationTask(), [])
 
 

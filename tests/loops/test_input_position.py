@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import optax
 import pytest
+from tiny_models import DropoutMLP, params
 
 from scenic_eqx import data, loops, tasks
-from tiny_models import DropoutMLP, params
 
 
 class Counting:

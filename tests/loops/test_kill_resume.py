@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from worker_process import WorkerProcess, load_params
 
 
@@ -40,7 +39,9 @@ def uninterrupted_params(workdir, num_steps: int) -> list[np.ndarray]:
     return load_params(workdir)
 
 
-def run_with_faults(workdir, num_steps: int, faults: list[tuple[str, float, int]]) -> list[tuple[WorkerProcess, int]]:
+def run_with_faults(
+    workdir, num_steps: int, faults: list[tuple[str, float, int]]
+) -> list[tuple[WorkerProcess, int]]:
     """Runs the worker once per fault, then once more to the end.
 
     Each fault is `("step", k, signum)`: the signal right after the worker announces

@@ -16,7 +16,10 @@ def run_cluster(num_processes: int, out, port: int) -> dict:
     procs = [
         subprocess.Popen(
             [sys.executable, WORKER, str(i), str(num_processes), port, str(out)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(num_processes)
     ]

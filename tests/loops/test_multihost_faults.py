@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-
 from worker_process import WorkerProcess, free_port, load_params
 
 
@@ -65,7 +64,9 @@ def test_ctrl_c_on_one_process_stops_both_at_the_same_saved_step(tmp_path):
     assert os.listdir(tmp_path / "checkpoints") == [str(step)]
 
 
-def _lose_a_peer(tmp_path, victim: int, signum: int | None, *extra) -> tuple[WorkerProcess, float, WorkerProcess]:
+def _lose_a_peer(
+    tmp_path, victim: int, signum: int | None, *extra
+) -> tuple[WorkerProcess, float, WorkerProcess]:
     """Starts a long two-process run, sends `signum` (if any) to process `victim` after
     its step 5; returns the other process once it has exited, how long that took, and
     the victim."""
@@ -117,6 +118,8 @@ def test_a_killed_coordinator_stops_the_other_process_at_once(tmp_path):
     # Process 0 runs JAX's coordination service: without it the others abort at once,
     # with JAX's own message (which names the service, not the process).
     survivor, seconds, victim = _lose_a_peer(tmp_path, 0, signal.SIGKILL)
-    print(f"survivor exited {seconds:.1f} s after the coordinator was killed (code {survivor.process.returncode})")
+    print(
+        f"survivor exited {seconds:.1f} s after the coordinator was killed (code {survivor.process.returncode})"
+    )
     assert survivor.process.returncode != 0 and seconds < 60
     assert "JAX distributed service detected fatal errors" in survivor.output, survivor.output[-3000:]

@@ -52,7 +52,12 @@ def _non_replicated(shardings) -> dict[str, P]:
 
 def _vit(key, **overrides):
     kwargs = dict(
-        num_classes=5, patch_size=4, hidden_size=64, num_layers=2, num_heads=2, mlp_dim=256,
+        num_classes=5,
+        patch_size=4,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        mlp_dim=256,
         image_size=16,
     )
     return nn.ViT(**{**kwargs, **overrides}, key=key)
@@ -177,20 +182,26 @@ def test_megatron_specs_on_vit(scan):
 def test_megatron_specs_on_factorized_vivit():
     mesh = device_mesh(2)
     shapes = eqx.filter_eval_shape(
-        nn.ViViT, 5, (2, 4, 4), 16, 1, 2, 32, 4, 16, attention_type="factorized_encoder",
-        num_temporal_layers=1, key=jax.random.key(0),
+        nn.ViViT,
+        5,
+        (2, 4, 4),
+        16,
+        1,
+        2,
+        32,
+        4,
+        16,
+        attention_type="factorized_encoder",
+        num_temporal_layers=1,
+        key=jax.random.key(0),
     )
-    expected = {
-        **_under("encoder.blocks[0]", _BLOCK), **_under("temporal_encoder.blocks[0]", _BLOCK)
-    }
+    expected = {**_under("encoder.blocks[0]", _BLOCK), **_under("temporal_encoder.blocks[0]", _BLOCK)}
     assert _non_replicated(parameter_shardings(shapes, mesh, "megatron")[0]) == expected
 
 
 def test_megatron_specs_on_mixer():
     mesh = device_mesh(2)
-    shapes = eqx.filter_eval_shape(
-        nn.MlpMixer, 5, 4, 16, 2, 8, 32, 16, key=jax.random.key(0)
-    )
+    shapes = eqx.filter_eval_shape(nn.MlpMixer, 5, 4, 16, 2, 8, 32, 16, key=jax.random.key(0))
     mlp = {k.removeprefix("mlp."): v for k, v in _BLOCK.items() if k.startswith("mlp.")}
     expected = {
         f"blocks[{i}].{mixing}.{k}": v
@@ -203,9 +214,7 @@ def test_megatron_specs_on_mixer():
 
 def test_megatron_specs_on_encoder_decoder():
     mesh = device_mesh(2)
-    shapes = eqx.filter_eval_shape(
-        nn.TransformerEncoderDecoder, 11, 16, 1, 2, 32, 8, key=jax.random.key(0)
-    )
+    shapes = eqx.filter_eval_shape(nn.TransformerEncoderDecoder, 11, 16, 1, 2, 32, 8, key=jax.random.key(0))
     decoder_block = {}
     for k, v in _BLOCK.items():
         if k.startswith("attention."):
@@ -276,7 +285,8 @@ def test_sharded_forward_and_gradient_equal_replicated(name, model_axis_size, sh
     batch = NamedSharding(mesh, P("data"))
     step = _jit(
         jax.value_and_grad(lambda p, x, y: _loss(p, static, x, y)),
-        in_shardings=(shardings, batch, batch), out_shardings=(None, shardings),
+        in_shardings=(shardings, batch, batch),
+        out_shardings=(None, shardings),
     )
     loss_s, grads_s = step(sharded, images, labels)
     np.testing.assert_allclose(loss_s, loss, rtol=1e-5)
@@ -378,11 +388,14 @@ def test_train_state_shardings_and_init_placed_train_state(getkey):
     assert report == {"linear.bias": (128,), "norm.weight": (128,), "norm.bias": (128,)}
     # The same from the state's shapes alone (as before creating it sharded).
     shapes = eqx.filter_eval_shape(lambda s: s, state)
-    assert train_state_shardings(shapes, optimizer, mesh, "fsdp", fsdp_min_size=1024) == (
-        shardings, report
-    )
+    assert train_state_shardings(shapes, optimizer, mesh, "fsdp", fsdp_min_size=1024) == (shardings, report)
     placed, placed_report = init_placed_train_state(
-        model, optimizer, key=key, model_state=model_state, mesh=mesh, sharding="fsdp",
+        model,
+        optimizer,
+        key=key,
+        model_state=model_state,
+        mesh=mesh,
+        sharding="fsdp",
         fsdp_min_size=1024,
     )
     assert placed_report == report
@@ -393,7 +406,9 @@ def test_train_state_shardings_and_init_placed_train_state(getkey):
     assert placed.opt_state[0].mu.linear.weight.sharding.spec == fsdp
     assert placed.opt_state[0].nu.linear.weight.sharding.spec == fsdp
     replicated = [
-        placed.opt_state[0].count, placed.step, placed.key,
+        placed.opt_state[0].count,
+        placed.step,
+        placed.key,
         *jax.tree.leaves(placed.model_state),
         # Its weight, bias and the initial statistics held by its `StateIndex`es.
         *jax.tree.leaves(eqx.filter(placed.model.norm, eqx.is_array)),
@@ -482,18 +497,23 @@ def test_patterns_match_whole_paths():
 @pytest.mark.parametrize(
     "spec, match",
     [
-        (P("expert", None),
-         r"rule '\.\*' gives parameter `\['w'\]` \(shape \(6, 8\)\) the spec "
-         r"P\('expert', None\), but the mesh has no axis 'expert' "
-         r"\(mesh shape \{'data': 4, 'model': 2\}\)"),
-        (P("data", None),
-         r"`\['w'\]` \(shape \(6, 8\)\) the spec P\('data', None\), but dimension "
-         r"6 is not divisible by the size of 'data' \(=4\) "
-         r"\(mesh shape \{'data': 4, 'model': 2\}\)"),
-        (P(("data", "model"), None),
-         r"dimension 6 is not divisible by the size of \('data', 'model'\) \(=8\)"),
-        (P(None, None, "model"),
-         r"\(shape \(6, 8\)\).*but it has 2 dimensions, fewer than the spec"),
+        (
+            P("expert", None),
+            r"rule '\.\*' gives parameter `\['w'\]` \(shape \(6, 8\)\) the spec "
+            r"P\('expert', None\), but the mesh has no axis 'expert' "
+            r"\(mesh shape \{'data': 4, 'model': 2\}\)",
+        ),
+        (
+            P("data", None),
+            r"`\['w'\]` \(shape \(6, 8\)\) the spec P\('data', None\), but dimension "
+            r"6 is not divisible by the size of 'data' \(=4\) "
+            r"\(mesh shape \{'data': 4, 'model': 2\}\)",
+        ),
+        (
+            P(("data", "model"), None),
+            r"dimension 6 is not divisible by the size of \('data', 'model'\) \(=8\)",
+        ),
+        (P(None, None, "model"), r"\(shape \(6, 8\)\).*but it has 2 dimensions, fewer than the spec"),
         (P("model", "model"), r"P\('model', 'model'\), but axis 'model' is used twice"),
     ],
     ids=["unknown-axis", "indivisible", "indivisible-two-axes", "too-long", "twice"],
@@ -509,8 +529,7 @@ def test_bad_specs_raise_naming_path_shape_spec_and_mesh(spec, match):
         ("zero3", r"`sharding` \(='zero3'\) must be one of \['fsdp', 'megatron', 'replicated'\]"),
         ([(".*",)], r"must be a pair \(pattern: str, spec.*Received: \('\.\*',\)"),
         ([(0, "fsdp")], r"must be a pair \(pattern: str, spec.*Received: \(0, 'fsdp'\)"),
-        ([(".*", "zero3")],
-         r"spec of `sharding` rule '\.\*' must be a PartitionSpec.*Received: 'zero3'"),
+        ([(".*", "zero3")], r"spec of `sharding` rule '\.\*' must be a PartitionSpec.*Received: 'zero3'"),
         ([("(", "fsdp")], r"pattern of `sharding` rule '\(' is not a valid regular expression"),
     ],
 )
@@ -576,7 +595,10 @@ def test_place_and_create_sharded_across_two_processes(free_port):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(i), port],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(2)
     ]

@@ -7,9 +7,9 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from tiny_models import DropoutMLP, make_batches, params, run
 
 from scenic_eqx import loops, nn, tasks
-from tiny_models import DropoutMLP, make_batches, params, run
 
 
 def test_policy_casts_floating_arrays_only():
@@ -20,14 +20,17 @@ def test_policy_casts_floating_arrays_only():
     assert cast["b"].dtype == jnp.bool_ and cast["f"] == 0.5
     assert policy.cast_to_output(cast)["x"].dtype == jnp.float32
     assert loops.get_precision(policy) is policy
-    with pytest.raises(ValueError, match=r"`precision` must be one of 'float32', 'bfloat16'.*Received: 'half'"):
+    with pytest.raises(
+        ValueError, match=r"`precision` must be one of 'float32', 'bfloat16'.*Received: 'half'"
+    ):
         loops.get_precision("half")
 
 
 def _recorded_gradients() -> optax.GradientTransformation:
     """Passes updates through and keeps the last ones (the gradients, first in a chain)."""
     return optax.GradientTransformation(
-        lambda params: jax.tree.map(jnp.zeros_like, params), lambda updates, state, params=None: (updates, updates)
+        lambda params: jax.tree.map(jnp.zeros_like, params),
+        lambda updates, state, params=None: (updates, updates),
     )
 
 

@@ -7,9 +7,9 @@ import signal
 import jax
 import numpy as np
 import pytest
+from tiny_models import DropoutMLP, params, run
 
 from scenic_eqx import loops
-from tiny_models import DropoutMLP, params, run
 
 
 class SignalAt:
@@ -29,7 +29,14 @@ def test_sigterm_saves_the_step_reached_and_the_resumed_run_is_bitwise_the_same(
     uninterrupted, full_history = run(model, 10, log_every=1)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(loops.Preempted) as preempted:
-        run(model, 10, log_every=1, workdir=tmp_path, checkpoint_every=4, callbacks=[SignalAt(6, signal.SIGTERM)])
+        run(
+            model,
+            10,
+            log_every=1,
+            workdir=tmp_path,
+            checkpoint_every=4,
+            callbacks=[SignalAt(6, signal.SIGTERM)],
+        )
     assert preempted.value.code == loops.PREEMPTED_EXIT_CODE == 143 and preempted.value.step == 6
     assert "saved a checkpoint at step 6" in str(preempted.value)
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
@@ -44,7 +51,14 @@ def test_sigterm_saves_the_step_reached_and_the_resumed_run_is_bitwise_the_same(
 def test_sigterm_at_a_checkpoint_step_saves_it_once(tmp_path):
     model = DropoutMLP(key=jax.random.key(0))
     with pytest.raises(loops.Preempted, match="step 4"):
-        run(model, 10, log_every=2, workdir=tmp_path, checkpoint_every=4, callbacks=[SignalAt(4, signal.SIGTERM)])
+        run(
+            model,
+            10,
+            log_every=2,
+            workdir=tmp_path,
+            checkpoint_every=4,
+            callbacks=[SignalAt(4, signal.SIGTERM)],
+        )
     assert loops.Checkpointer(tmp_path / "checkpoints").all_steps() == [4]
 
 
@@ -59,7 +73,14 @@ def test_ctrl_c_saves_then_raises_keyboard_interrupt(tmp_path):
     model = DropoutMLP(key=jax.random.key(0))
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt, match="after step 5"):
-        run(model, 10, log_every=1, workdir=tmp_path, checkpoint_every=4, callbacks=[SignalAt(5, signal.SIGINT)])
+        run(
+            model,
+            10,
+            log_every=1,
+            workdir=tmp_path,
+            checkpoint_every=4,
+            callbacks=[SignalAt(5, signal.SIGINT)],
+        )
     assert signal.getsignal(signal.SIGINT) is before
     assert loops.Checkpointer(tmp_path / "checkpoints").all_steps() == [4, 5]
 

@@ -17,11 +17,11 @@ import jax
 import numpy as np
 import optax
 import pytest
+from tiny_models import make_batches, params
 
 from scenic_eqx import loops, tasks
 from scenic_eqx.loops._logging import RunLogger, drop_records_from, read_history
 from scenic_eqx.loops._manifest import check_structure
-from tiny_models import make_batches, params
 
 NUM_STEPS = 6
 
@@ -151,7 +151,9 @@ def test_metrics_jsonl_has_each_step_once_after_a_crash_and_resume(crashed_then_
     assert run.rows[5]["learning_rate"] == pytest.approx(float(schedule_for(NUM_STEPS)(4)))
 
 
-def test_a_finished_run_returns_its_state_and_history_without_training(crashed_then_resumed, finished_workdir):
+def test_a_finished_run_returns_its_state_and_history_without_training(
+    crashed_then_resumed, finished_workdir
+):
     run = crashed_then_resumed
     jsonl_before = open(finished_workdir / "metrics.jsonl").read()
 
@@ -185,7 +187,9 @@ def test_num_steps_below_the_checkpoint_is_an_error(finished_workdir):
         fit(finished_workdir, num_steps=3)
 
 
-def test_extending_num_steps_continues_the_run_and_warns_of_the_schedule(crashed_then_resumed, finished_workdir):
+def test_extending_num_steps_continues_the_run_and_warns_of_the_schedule(
+    crashed_then_resumed, finished_workdir
+):
     assert json.load(open(finished_workdir / "run.json")) == {"num_steps": NUM_STEPS}
     with captured() as said:
         state, history = fit(finished_workdir, num_steps=8)
@@ -203,7 +207,9 @@ def test_extending_num_steps_continues_the_run_and_warns_of_the_schedule(crashed
     assert [h["step"] for h in history] == [7, 8]
     # The rebuilt schedule, from the optimizer's restored step count on.
     new_schedule = schedule_for(8)
-    assert [h["learning_rate"] for h in history] == pytest.approx([float(new_schedule(6)), float(new_schedule(7))])
+    assert [h["learning_rate"] for h in history] == pytest.approx(
+        [float(new_schedule(6)), float(new_schedule(7))]
+    )
     assert float(schedule_for(NUM_STEPS)(6)) == pytest.approx(0.0, abs=1e-9)  # the old schedule had ended
     assert float(new_schedule(6)) > 1e-3  # the new one jumps back up
     assert [r["step"] for r in rows(finished_workdir)] == list(range(9))
@@ -239,10 +245,14 @@ def test_a_checkpoint_of_another_optimizer_names_the_checkpoint_and_the_array(fi
 
 def test_a_structure_mismatch_names_the_first_array_that_differs_in_tree_order():
     saved = [(".a", np.zeros(2)), (".b", np.zeros(3)), (".c", np.zeros(1))]
-    manifest = {"items": {"state": [{"path": p, "shape": list(x.shape), "dtype": str(x.dtype)} for p, x in saved]}}
+    manifest = {
+        "items": {"state": [{"path": p, "shape": list(x.shape), "dtype": str(x.dtype)} for p, x in saved]}
+    }
     # `.inserted` comes first in tree order; `.c` (missing from the state) comes later.
     like = [(".a", np.zeros(2)), (".inserted", np.zeros(5)), (".b", np.zeros(3))]
-    with pytest.raises(ValueError, match=r"`state\.inserted` is in the state to restore but not in the checkpoint"):
+    with pytest.raises(
+        ValueError, match=r"`state\.inserted` is in the state to restore but not in the checkpoint"
+    ):
         check_structure(manifest, "state", like, "Checkpoint 1 in /w/checkpoints")
     dropped = [(".a", np.zeros(2)), (".c", np.zeros(1))]
     with pytest.raises(ValueError, match=r"`state\.b` is in the checkpoint but not in the state to restore"):

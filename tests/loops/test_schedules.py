@@ -18,18 +18,12 @@ from scenic_eqx.loops._schedules import (
 def _check(schedule, expected: dict[int, float]):
     """The schedule's value at each step, eagerly and under jit."""
     steps = jnp.array(list(expected), jnp.int32)
-    np.testing.assert_allclose(
-        [schedule(step) for step in expected], list(expected.values()), atol=1e-6
-    )
-    np.testing.assert_allclose(
-        jax.jit(jax.vmap(schedule))(steps), list(expected.values()), atol=1e-6
-    )
+    np.testing.assert_allclose([schedule(step) for step in expected], list(expected.values()), atol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.vmap(schedule))(steps), list(expected.values()), atol=1e-6)
 
 
 def test_warmup_cosine_decay():
-    schedule = warmup_cosine_decay(
-        1.0, num_steps=10, warmup_steps=2, end_learning_rate=0.1
-    )
+    schedule = warmup_cosine_decay(1.0, num_steps=10, warmup_steps=2, end_learning_rate=0.1)
     quarter = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))  # 0.86819805
     _check(schedule, {0: 0.0, 1: 0.5, 2: 1.0, 4: quarter, 6: 0.55, 10: 0.1, 25: 0.1})
 
@@ -107,13 +101,9 @@ def test_clip_by_global_norm_bad_max_norm(max_norm):
 def test_decay_bad_arguments(make):
     with pytest.raises(ValueError, match=r"`num_steps` \(=0\) must be positive"):
         make(1.0, num_steps=0)
-    with pytest.raises(
-        ValueError, match=r"`warmup_steps` \(=-1\) must be non-negative"
-    ):
+    with pytest.raises(ValueError, match=r"`warmup_steps` \(=-1\) must be non-negative"):
         make(1.0, num_steps=10, warmup_steps=-1)
-    with pytest.raises(
-        ValueError, match=r"`warmup_steps` \(=11\) must not exceed `num_steps` \(=10\)"
-    ):
+    with pytest.raises(ValueError, match=r"`warmup_steps` \(=11\) must not exceed `num_steps` \(=10\)"):
         make(1.0, num_steps=10, warmup_steps=11)
 
 
@@ -123,14 +113,10 @@ def test_rsqrt_bad_arguments():
         warmup_rsqrt_decay(1.0, warmup_steps=0)
     with pytest.raises(ValueError, match=r"`timescale` \(=0\) must be positive"):
         warmup_rsqrt_decay(1.0, warmup_steps=5, timescale=0)
-    with pytest.raises(
-        ValueError, match=r"`warmup_steps` \(=-2\) must be non-negative"
-    ):
+    with pytest.raises(ValueError, match=r"`warmup_steps` \(=-2\) must be non-negative"):
         warmup_rsqrt_decay(1.0, warmup_steps=-2)
 
 
 def test_constant_bad_arguments():
-    with pytest.raises(
-        ValueError, match=r"`warmup_steps` \(=-1\) must be non-negative"
-    ):
+    with pytest.raises(ValueError, match=r"`warmup_steps` \(=-1\) must be non-negative"):
         constant(1.0, warmup_steps=-1)

@@ -69,10 +69,13 @@ def test_fsdp_lowers_the_step_memory():
     mesh = loops.data_mesh()
     memory = {}
     for sharding in ("replicated", "fsdp"):
-        state, _ = loops.init_placed_train_state(model, optimizer, key=jax.random.key(1), mesh=mesh,
-                                                 sharding=sharding)
-        in_shardings = (jax.tree.map(lambda x: x.sharding, eqx.filter(state, eqx.is_array)),
-                        loops._sharding.batch_sharding(mesh))
+        state, _ = loops.init_placed_train_state(
+            model, optimizer, key=jax.random.key(1), mesh=mesh, sharding=sharding
+        )
+        in_shardings = (
+            jax.tree.map(lambda x: x.sharding, eqx.filter(state, eqx.is_array)),
+            loops._sharding.batch_sharding(mesh),
+        )
         dynamic, static = eqx.partition(state, eqx.is_array)
         jitted = jax.jit(lambda d, b: step(eqx.combine(d, static), b)[1], in_shardings=in_shardings)
         memory[sharding] = jitted.lower(dynamic, batch).compile().memory_analysis()

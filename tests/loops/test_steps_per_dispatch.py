@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import optax
 import pytest
+from tiny_models import BatchNormMLP, DropoutMLP, params, run
 
 from scenic_eqx import loops
 from scenic_eqx.loops._fit import _dispatches
-from tiny_models import BatchNormMLP, DropoutMLP, params, run
 
 
 @pytest.mark.parametrize("model_cls", [DropoutMLP, BatchNormMLP])
@@ -40,8 +40,9 @@ def test_resuming_an_unaligned_checkpoint_with_more_steps_per_dispatch(tmp_path)
 
 def test_running_out_of_batches_inside_a_dispatch_names_the_step():
     with pytest.raises(ValueError, match=r"`train_batches` ran out at step 13 of 16"):
-        run(DropoutMLP(key=jax.random.key(0)), 16, log_every=8, steps_per_dispatch=8,
-            optimizer=optax.sgd(0.1))
+        run(
+            DropoutMLP(key=jax.random.key(0)), 16, log_every=8, steps_per_dispatch=8, optimizer=optax.sgd(0.1)
+        )
 
 
 def test_stacked_batches_go_to_the_data_axis_of_a_two_axis_mesh():

@@ -8,11 +8,11 @@ import time
 
 import jax
 import pytest
+from tiny_models import DropoutMLP, run
+from worker_process import WorkerProcess
 
 from scenic_eqx.loops._progress_board import describe
 from scenic_eqx.loops._watchdog import StepWatchdog
-from tiny_models import DropoutMLP, run
-from worker_process import WorkerProcess
 
 
 def test_a_stuck_process_exits_with_124_and_its_stacks(tmp_path):
@@ -48,13 +48,17 @@ def test_time_inside_paused_does_not_count(paused):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == (0 if paused else 124), done.stderr
     if not paused:
-        message = r"this process made no progress for 0\.\d s \(step_timeout_seconds=0.3\) while doing: compiling"
+        message = (
+            r"this process made no progress for 0\.\d s \(step_timeout_seconds=0.3\) while doing: compiling"
+        )
         assert re.search(message, done.stderr)
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0, True])
 def test_step_timeout_must_be_a_positive_number(timeout, getkey):
-    with pytest.raises(ValueError, match=rf"`step_timeout_seconds` must be a positive number .*Received: {timeout!r}"):
+    with pytest.raises(
+        ValueError, match=rf"`step_timeout_seconds` must be a positive number .*Received: {timeout!r}"
+    ):
         run(DropoutMLP(key=getkey()), 2, step_timeout_seconds=timeout)
 
 

@@ -27,11 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from scenic_eqx.nn import GroupNorm, StdConv2d, StochasticDepth, TransformerEncoderDecoder
-from scenic_eqx.nn import _registry
-
 from test_zoo import INPUT_SHAPES, NUM_CLASSES, TINY, _distinct_tiny_models
+
+from scenic_eqx.nn import GroupNorm, StdConv2d, StochasticDepth, TransformerEncoderDecoder, _registry
 
 BF16, F32 = jnp.bfloat16, jnp.float32
 # Outputs that stay float32 in bfloat16 compute, by family: DETR's boxes (see `DETR`).
@@ -86,9 +84,7 @@ def _check_bfloat16_training_step(model, family: str, key=None):
         return jax.vmap(apply, axis_name="batch", out_axes=(0, None))(x, keys)
 
     # LLVM optimisation off: most of the compile time, and numerics do not depend on it.
-    compile_fast = functools.partial(
-        jax.jit, compiler_options={"xla_backend_optimization_level": 0}
-    )
+    compile_fast = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
     @compile_fast
     def bfloat16_step(params, x, state):

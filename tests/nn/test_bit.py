@@ -64,9 +64,7 @@ def test_group_norm_matches_equinox(getkey):
 
 
 def test_group_norm_bad_groups_is_named():
-    with pytest.raises(
-        ValueError, match=r"`channels` \(=6\) must be divisible by `num_groups` \(=4\)"
-    ):
+    with pytest.raises(ValueError, match=r"`channels` \(=6\) must be divisible by `num_groups` \(=4\)"):
         GroupNorm(4, 6)
 
 

@@ -39,8 +39,9 @@ def _build(constructor, *args, seed=0, **kwargs):
     abstract = eqx.filter_eval_shape(constructor, *args, **kwargs, key=jax.random.key(0))
     rng = np.random.default_rng(seed)
     return jax.tree.map(
-        lambda s: jnp.asarray(rng.normal(0.0, 0.5, s.shape), s.dtype)
-        if isinstance(s, jax.ShapeDtypeStruct) else s,
+        lambda s: (
+            jnp.asarray(rng.normal(0.0, 0.5, s.shape), s.dtype) if isinstance(s, jax.ShapeDtypeStruct) else s
+        ),
         abstract,
     )
 
@@ -56,16 +57,16 @@ def inputs():
     return {
         name: jnp.asarray(rng.normal(size=shape), jnp.float32)
         for name, shape in [
-            ("x", (5, DIM)), ("memory", (7, MEMORY_DIM)),
-            ("query_pos", (5, DIM)), ("memory_pos", (7, MEMORY_DIM)),
+            ("x", (5, DIM)),
+            ("memory", (7, MEMORY_DIM)),
+            ("query_pos", (5, DIM)),
+            ("memory_pos", (7, MEMORY_DIM)),
         ]
     }
 
 
 def test_attend_separate_keys_and_values():
-    attention = _build(
-        MultiHeadDotProductAttention, DIM, HEADS, kv_dim=MEMORY_DIM, dropout_rate=0.5
-    )
+    attention = _build(MultiHeadDotProductAttention, DIM, HEADS, kv_dim=MEMORY_DIM, dropout_rate=0.5)
     rng = np.random.default_rng(2)
     x_q = jnp.asarray(rng.normal(size=(3, DIM)), jnp.float32)
     x_k, x_v = jnp.asarray(rng.normal(size=(2, 4, MEMORY_DIM)), jnp.float32)
@@ -193,7 +194,13 @@ def test_intermediates(decoder, inputs):
 
 def test_dropout_is_random_in_training_only(inputs):
     decoder = _build(
-        Decoder, 1, DIM, HEADS, 16, memory_dim=MEMORY_DIM, dropout_rate=0.5,
+        Decoder,
+        1,
+        DIM,
+        HEADS,
+        16,
+        memory_dim=MEMORY_DIM,
+        dropout_rate=0.5,
         attention_dropout_rate=0.5,
     )
     x, memory = inputs["x"], inputs["memory"]

@@ -169,8 +169,12 @@ def test_zero_padding_is_masked_out_of_attention():
     queries = model.query_embedding
     hidden = model.decoder(jnp.zeros_like(queries), memory[kept], query_pos=queries, memory_pos=pos[kept])
     outputs = _apply(model, state, padded[None])
-    np.testing.assert_allclose(outputs["pred_logits"][0], jax.vmap(model.class_head)(hidden), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        outputs["pred_logits"][0], jax.vmap(model.class_head)(hidden), rtol=1e-5, atol=1e-5
+    )
     # Unmasked, the padding tokens take part and the predictions differ.
     unmasked = eqx.nn.inference_mode(nn.DETR(3, **TINY, key=jax.random.key(11)))
-    difference = _apply(unmasked, eqx.nn.State(unmasked), padded[None])["pred_logits"] - outputs["pred_logits"]
+    difference = (
+        _apply(unmasked, eqx.nn.State(unmasked), padded[None])["pred_logits"] - outputs["pred_logits"]
+    )
     assert np.abs(difference).max() > 1e-3

@@ -24,13 +24,12 @@ def _build(seed=0, **kwargs):
     Random initialisation compiles a PRNG program per shape, seconds each on CPU;
     these tests check properties that hold for any weights.
     """
-    abstract = eqx.filter_eval_shape(
-        TransformerEncoderDecoder, **{**TINY, **kwargs}, key=jax.random.key(0)
-    )
+    abstract = eqx.filter_eval_shape(TransformerEncoderDecoder, **{**TINY, **kwargs}, key=jax.random.key(0))
     rng = np.random.default_rng(seed)
     return jax.tree.map(
-        lambda s: jnp.asarray(rng.normal(0.0, 0.5, s.shape), s.dtype)
-        if isinstance(s, jax.ShapeDtypeStruct) else s,
+        lambda s: (
+            jnp.asarray(rng.normal(0.0, 0.5, s.shape), s.dtype) if isinstance(s, jax.ShapeDtypeStruct) else s
+        ),
         abstract,
     )
 
@@ -165,7 +164,10 @@ def test_dropout_in_training_only():
 def test_structure():
     # Abstract: real initialisation is exercised by tests/projects/test_sequence_copy.py.
     model = eqx.filter_eval_shape(
-        TransformerEncoderDecoder, **TINY, source_vocab_size=SOURCE_VOCAB, posemb="learn",
+        TransformerEncoderDecoder,
+        **TINY,
+        source_vocab_size=SOURCE_VOCAB,
+        posemb="learn",
         key=jax.random.key(0),
     )
     assert model.source_embedding.weight.shape == (SOURCE_VOCAB, 8)

@@ -40,7 +40,9 @@ def _xla_flops(model: eqx.Module, input_shape: tuple[int, ...], batch: int = 2) 
 
         def forward(params, x, state):
             apply = jax.vmap(
-                eqx.combine(params, static), in_axes=(0, None), out_axes=(0, None),
+                eqx.combine(params, static),
+                in_axes=(0, None),
+                out_axes=(0, None),
                 axis_name="batch",
             )
             return apply(x, state)[0]
@@ -64,8 +66,14 @@ def _relative_error(model: eqx.Module, input_shape: tuple[int, ...]) -> float:
 def _vit(getkey, **overrides) -> nn.ViT:
     # 64 patches of 4x4 (+ a class token), hidden 64: the products are ~97% of the FLOPs.
     kwargs = dict(
-        num_classes=10, patch_size=4, hidden_size=64, num_layers=4, num_heads=4,
-        mlp_dim=256, image_size=32, key=getkey(),
+        num_classes=10,
+        patch_size=4,
+        hidden_size=64,
+        num_layers=4,
+        num_heads=4,
+        mlp_dim=256,
+        image_size=32,
+        key=getkey(),
     )
     return _build(nn.ViT, **{**kwargs, **overrides})
 
@@ -135,13 +143,21 @@ def test_mixer_matches_xla(getkey):
 
 
 def test_vivit_matches_xla(getkey):
-    spacetime = _build(
-        nn.ViViT, 10, (2, 8, 8), 64, 2, 4, 256, num_frames=4, image_size=32, key=getkey()
-    )
+    spacetime = _build(nn.ViViT, 10, (2, 8, 8), 64, 2, 4, 256, num_frames=4, image_size=32, key=getkey())
     assert _relative_error(spacetime, (4, 32, 32, 3)) < 0.02
     factorized = _build(
-        nn.ViViT, 10, (2, 8, 8), 64, 2, 4, 256, num_frames=8, image_size=32,
-        attention_type="factorized_encoder", num_temporal_layers=2, key=getkey(),
+        nn.ViViT,
+        10,
+        (2, 8, 8),
+        64,
+        2,
+        4,
+        256,
+        num_frames=8,
+        image_size=32,
+        attention_type="factorized_encoder",
+        num_temporal_layers=2,
+        key=getkey(),
     )
     assert _relative_error(factorized, (8, 32, 32, 3)) < 0.02
     # Several views of one video: each view's forward pass, and the mean of their logits.
@@ -176,25 +192,37 @@ def test_hand_counted_values(getkey):
 
 
 def test_unsupported_model_is_a_type_error(getkey):
-    with pytest.raises(TypeError, match=r"`model` \(a Linear\) has no FLOP-counting rule; "
-                                        r"supported: ViT, ViViT, MlpMixer, ResNet"):
+    with pytest.raises(
+        TypeError,
+        match=r"`model` \(a Linear\) has no FLOP-counting rule; "
+        r"supported: ViT, ViViT, MlpMixer, ResNet",
+    ):
         nn.forward_flops(eqx.nn.Linear(2, 2, key=getkey()), (2,))
 
 
 def test_bad_input_shape_errors(getkey):
     vit = _vit(getkey, num_layers=1)
-    with pytest.raises(ValueError, match=r"`input_shape` must be \(32, 32, 3\) for this ViT; "
-                                         r"Received: \(64, 64, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`input_shape` must be \(32, 32, 3\) for this ViT; "
+        r"Received: \(64, 64, 3\)",
+    ):
         nn.forward_flops(vit, (64, 64, 3))
     resnet = _build(nn.ResNet, 10, 18, width=4, stem="cifar", key=getkey())
-    with pytest.raises(ValueError, match=r"must be \(height, width, 3\) for this ResNet; "
-                                         r"Received: \(32, 32, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"must be \(height, width, 3\) for this ResNet; "
+        r"Received: \(32, 32, 1\)",
+    ):
         nn.forward_flops(resnet, (32, 32, 1))
     with pytest.raises(ValueError, match=r"positive ints; Received: \(32, 0, 3\)"):
         nn.forward_flops(resnet, (32, 0, 3))
     mlp = nn.FullyConnected(3, (4, 4, 1), (8,), key=getkey())
-    with pytest.raises(ValueError, match=r"must have 16 elements for this FullyConnected; "
-                                         r"Received: \(4, 4, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"must have 16 elements for this FullyConnected; "
+        r"Received: \(4, 4, 3\)",
+    ):
         nn.forward_flops(mlp, (4, 4, 3))
     vivit = _build(nn.ViViT, 10, 4, 16, 1, 2, 32, num_frames=4, image_size=16, key=getkey())
     with pytest.raises(ValueError, match=r"one clip \(4, 16, 16, 3\) or its views"):

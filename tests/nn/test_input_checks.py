@@ -69,13 +69,19 @@ def test_every_family_refuses_a_wrong_input(family, without_annotation_checks):
     with pytest.raises(ValueError, match=channels):
         _trace(model, one_channel)
     for dtype in (jnp.uint8, jnp.int32):
-        with pytest.raises(TypeError, match=rf"{prefix} be a floating-point array .* Received: dtype {jnp.dtype(dtype)}\."):
+        with pytest.raises(
+            TypeError, match=rf"{prefix} be a floating-point array .* Received: dtype {jnp.dtype(dtype)}\."
+        ):
             _trace(model, jax.ShapeDtypeStruct(shape, dtype))
     rank = r"must have rank|must be one clip"
-    with pytest.raises(ValueError, match=rf"`x` \(the input of {name}\) ({rank}).* Received: shape \({shape[1]}, "):
+    with pytest.raises(
+        ValueError, match=rf"`x` \(the input of {name}\) ({rank}).* Received: shape \({shape[1]}, "
+    ):
         _trace(model, jax.ShapeDtypeStruct(shape[1:], jnp.float32))
     if family != "vivit":  # ViViT takes a video's views: a leading axis is allowed.
-        with pytest.raises(ValueError, match=r"It takes one example: batch it with `jax.vmap`. Received: shape \(2, "):
+        with pytest.raises(
+            ValueError, match=r"It takes one example: batch it with `jax.vmap`. Received: shape \(2, "
+        ):
             _trace(model, jax.ShapeDtypeStruct((2, *shape), jnp.float32))
 
 
@@ -102,9 +108,14 @@ def test_a_one_channel_image_into_a_three_channel_patch_embedding(getkey):
 
 
 def test_check_input_messages():
-    with pytest.raises(TypeError, match=r"`x` \(the input of M\) must be an array of shape \(a, b\). Received: list."):
+    with pytest.raises(
+        TypeError, match=r"`x` \(the input of M\) must be an array of shape \(a, b\). Received: list."
+    ):
         check_input([1.0, 2.0], ("a", "b"), model="M")
-    with pytest.raises(ValueError, match=r"`image` \(the input of M\) must have rank 2, shape \(a, b\). Received: shape \(3,\)."):
+    with pytest.raises(
+        ValueError,
+        match=r"`image` \(the input of M\) must have rank 2, shape \(a, b\). Received: shape \(3,\).",
+    ):
         check_input(jnp.zeros(3), ("a", "b"), model="M", name="image")
     # bfloat16 and float16 are floating point.
     check_input(jnp.zeros((2, 3), jnp.bfloat16), ("a", "b"), model="M", sizes={"b": ("`b`", 3)})

@@ -49,9 +49,7 @@ def test_values_and_gradients_equal_plain_autodiff(getkey, eps):
 def test_gradient_under_vmap_and_second_use(getkey):
     x = jax.random.normal(getkey(), (3, 4, 8))
     grad = jax.jit(jax.grad(lambda x: jnp.sum(jax.vmap(lambda v: normalize(v, 1e-6))(x) ** 3)))(x)
-    reference = jax.jit(jax.grad(
-        lambda x: jnp.sum(_reference(x, jnp.ones(8), jnp.zeros(8), 1e-6) ** 3)
-    ))(x)
+    reference = jax.jit(jax.grad(lambda x: jnp.sum(_reference(x, jnp.ones(8), jnp.zeros(8), 1e-6) ** 3)))(x)
     np.testing.assert_allclose(grad, reference, atol=1e-4, rtol=1e-4)
 
 
@@ -60,7 +58,8 @@ def test_bfloat16_keeps_dtype(getkey):
     y = LayerNorm(16, dtype=jnp.bfloat16)(x)
     assert y.dtype == jnp.bfloat16
     np.testing.assert_allclose(
-        y.astype(jnp.float32), _reference(x.astype(jnp.float32), jnp.ones(16), jnp.zeros(16), 1e-6),
+        y.astype(jnp.float32),
+        _reference(x.astype(jnp.float32), jnp.ones(16), jnp.zeros(16), 1e-6),
         atol=3e-2,
     )
 

@@ -14,8 +14,13 @@ from scenic_eqx.nn import MixerBlock, MlpMixer
 _jit = functools.partial(eqx.filter_jit, compiler_options={"xla_backend_optimization_level": 0})
 
 TINY = {
-    "num_classes": 3, "patch_size": 8, "hidden_size": 16, "num_layers": 2, "tokens_mlp_dim": 8,
-    "channels_mlp_dim": 32, "image_size": 16,
+    "num_classes": 3,
+    "patch_size": 8,
+    "hidden_size": 16,
+    "num_layers": 2,
+    "tokens_mlp_dim": 8,
+    "channels_mlp_dim": 32,
+    "image_size": 16,
 }
 
 
@@ -38,7 +43,10 @@ def test_tiny_finite_gradients_and_one_trace(getkey):
     features = _jit(lambda m, x: jax.vmap(m.features)(x))
     out = features(eqx.nn.inference_mode(model), images)
     assert {k: v.shape for k, v in out.items()} == {
-        "stem": (2, 4, 16), "encoder_out": (2, 4, 16), "pre_logits": (2, 16), "logits": (2, 3)
+        "stem": (2, 4, 16),
+        "encoder_out": (2, 4, 16),
+        "pre_logits": (2, 16),
+        "logits": (2, 3),
     }
 
 

@@ -11,9 +11,7 @@ def test_gelu_literal_values():
     x = jnp.array([-1.0, 0.0, 1.0, 2.0])
     # x * Phi(x): Phi(1) = 0.8413447, Phi(2) = 0.9772499.
     np.testing.assert_allclose(gelu(x), [-0.1586553, 0.0, 0.8413447, 1.9544997], rtol=1e-6)
-    np.testing.assert_allclose(
-        gelu(x, approximate=True), [-0.1588080, 0.0, 0.8411920, 1.9545977], rtol=1e-6
-    )
+    np.testing.assert_allclose(gelu(x, approximate=True), [-0.1588080, 0.0, 0.8411920, 1.9545977], rtol=1e-6)
     np.testing.assert_allclose(gelu(x), jax.nn.gelu(x, approximate=False), rtol=1e-6)
 
 

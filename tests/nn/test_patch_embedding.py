@@ -23,9 +23,13 @@ def test_equals_strided_convolution(getkey, patch_size):
 
 def test_errors(getkey):
     layer = PatchEmbedding(3, 5, 4, key=getkey())
-    with pytest.raises(ValueError, match=r"The image size must be divisible by `patch_size` \(=4x4\). Received: 6x8."):
+    with pytest.raises(
+        ValueError, match=r"The image size must be divisible by `patch_size` \(=4x4\). Received: 6x8."
+    ):
         layer(jnp.ones((6, 8, 3)))
-    with pytest.raises(ValueError, match=r"`patch_size` must be a positive int or a pair of them. Received: 0."):
+    with pytest.raises(
+        ValueError, match=r"`patch_size` must be a positive int or a pair of them. Received: 0."
+    ):
         PatchEmbedding(3, 5, 0, key=getkey())
     with pytest.raises(jaxtyping.TypeCheckError, match="height width channels"):
         layer(jnp.ones((2, 8, 8, 3)))

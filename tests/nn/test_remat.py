@@ -104,8 +104,9 @@ def test_one_checkpoint_per_block(build, input_shape, num_blocks):
         images = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
         if isinstance(model, ResNet):
             state = eqx.filter_eval_shape(lambda m: eqx.nn.State(m), model)
-            call = lambda p, x, s: jax.vmap(eqx.combine(p, static), axis_name="batch",
-                                            in_axes=(0, None), out_axes=(0, None))(x, s)[0]
+            call = lambda p, x, s: jax.vmap(
+                eqx.combine(p, static), axis_name="batch", in_axes=(0, None), out_axes=(0, None)
+            )(x, s)[0]
         else:
             state = None
             call = lambda p, x, s: jax.vmap(eqx.combine(p, static), axis_name="batch")(x)
@@ -159,7 +160,9 @@ def test_resnet_same_loss_gradients_and_batch_norm_state(data):
 
         def loss(params, state, images, labels):
             batched = jax.vmap(
-                eqx.combine(params, static), axis_name="batch", in_axes=(0, None),
+                eqx.combine(params, static),
+                axis_name="batch",
+                in_axes=(0, None),
                 out_axes=(0, None),
             )
             logits, state = batched(images, state)

@@ -142,9 +142,7 @@ def test_stacked_blocks_have_distinct_weights(tiny):
 def test_parameter_paths_follow_the_documented_tree():
     model, _ = _abstract(num_classes=5, depth=26, width=4)
     leaves = jax.tree_util.tree_flatten_with_path(model)[0]
-    paths = {
-        jax.tree_util.keystr(p) for p, leaf in leaves if isinstance(leaf, jax.ShapeDtypeStruct)
-    }
+    paths = {jax.tree_util.keystr(p) for p, leaf in leaves if isinstance(leaf, jax.ShapeDtypeStruct)}
     for expected in [
         ".stem.conv.weight", ".stem.norm.weight", ".stem.norm.bias",
         ".stages[0].blocks[0].conv1.weight", ".stages[0].blocks[0].norm3.bias",
@@ -176,9 +174,7 @@ def test_registry_builds_the_papers_depths(name, block_type, blocks):
 
 
 def test_bad_depth_lists_the_valid_depths():
-    with pytest.raises(
-        ValueError, match=r"`depth` \(=20\) must be one of 18, 26, 34, 50, 101, 152"
-    ):
+    with pytest.raises(ValueError, match=r"`depth` \(=20\) must be one of 18, 26, 34, 50, 101, 152"):
         ResNet(5, depth=20, key=jax.random.key(0))
 
 

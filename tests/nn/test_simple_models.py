@@ -1,4 +1,3 @@
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,14 +31,19 @@ def test_wrong_input_rank_names_the_axes(getkey):
 
 def test_registry_lists_and_suggests(getkey):
     assert {"fully_connected", "simple_cnn"} <= set(nn.list_models())
-    with pytest.raises(ValueError, match=r"Unknown model `name`. Did you mean 'simple_cnn'.* Received: 'simple_cn'\."):
+    with pytest.raises(
+        ValueError, match=r"Unknown model `name`. Did you mean 'simple_cnn'.* Received: 'simple_cn'\."
+    ):
         nn.create("simple_cn", num_classes=3, key=getkey())
     model = nn.create("simple_cnn", num_classes=3, in_channels=1, num_filters=(4,), key=getkey())
     assert model(jnp.ones((8, 8, 1))).shape == (3,)
 
 
 def test_registry_rejects_unknown_constructor_arguments(getkey):
-    with pytest.raises(ValueError, match=r"`simple_cnn` takes the arguments: .*num_filters.* Did you mean 'num_filters'\? Received: unknown argument 'num_filter'\."):
+    with pytest.raises(
+        ValueError,
+        match=r"`simple_cnn` takes the arguments: .*num_filters.* Did you mean 'num_filters'\? Received: unknown argument 'num_filter'\.",
+    ):
         nn.create("simple_cnn", num_classes=3, num_filter=(4,), key=getkey())
 
 

@@ -14,7 +14,10 @@ def test_equals_strided_3d_convolution(getkey, tubelet_size):
     x = jax.random.normal(getkey(), (4, 8, 6, 3))
     pt, ph, pw = layer.tubelet_size
     conv = jax.lax.conv_general_dilated(
-        x[None], layer.weight, (pt, ph, pw), "VALID",
+        x[None],
+        layer.weight,
+        (pt, ph, pw),
+        "VALID",
         dimension_numbers=("NDHWC", "OIDHW", "NDHWC"),
     )[0]
     out = eqx.filter_jit(layer)(x)
@@ -41,9 +44,13 @@ def test_initial_scale_is_lecun(getkey):
 
 def test_errors(getkey):
     layer = TubeletEmbedding(3, 5, (2, 4, 4), key=getkey())
-    with pytest.raises(ValueError, match=r"The video size must be divisible by `tubelet_size` \(=2x4x4\). Received: 3x8x8."):
+    with pytest.raises(
+        ValueError, match=r"The video size must be divisible by `tubelet_size` \(=2x4x4\). Received: 3x8x8."
+    ):
         layer(jnp.ones((3, 8, 8, 3)))
-    with pytest.raises(ValueError, match=r"`tubelet_size` must be a positive int or a triple of them. Received: \(2, 4, 0\)."):
+    with pytest.raises(
+        ValueError, match=r"`tubelet_size` must be a positive int or a triple of them. Received: \(2, 4, 0\)."
+    ):
         TubeletEmbedding(3, 5, (2, 4, 0), key=getkey())
     with pytest.raises(jaxtyping.TypeCheckError, match="time height width channels"):
         layer(jnp.ones((8, 8, 3)))

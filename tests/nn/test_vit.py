@@ -15,8 +15,13 @@ from scenic_eqx.nn import ViT
 _jit = functools.partial(eqx.filter_jit, compiler_options={"xla_backend_optimization_level": 0})
 
 TINY = {
-    "num_classes": 3, "patch_size": 8, "hidden_size": 16, "num_layers": 2, "num_heads": 2,
-    "mlp_dim": 32, "image_size": 16,
+    "num_classes": 3,
+    "patch_size": 8,
+    "hidden_size": 16,
+    "num_layers": 2,
+    "num_heads": 2,
+    "mlp_dim": 32,
+    "image_size": 16,
 }
 
 
@@ -61,7 +66,10 @@ def test_features_inference_and_one_trace_per_shape(getkey):
     out = features(model, x)
     features(model, x + 1)
     assert {k: v.shape for k, v in out.items()} == {
-        "stem": (2, 4, 16), "encoder_out": (2, 5, 16), "pre_logits": (2, 16), "logits": (2, 3)
+        "stem": (2, 4, 16),
+        "encoder_out": (2, 5, 16),
+        "pre_logits": (2, 16),
+        "logits": (2, 3),
     }
     assert out["logits"].dtype == jnp.float32
     np.testing.assert_allclose(out["pre_logits"], out["encoder_out"][:, 0])
@@ -100,12 +108,17 @@ def test_errors(getkey):
         ViT(**{**tiny, "num_heads": 3}, key=getkey())
     with pytest.raises(ValueError, match=r"`image_size` \(=20\) must be divisible by `patch_size` \(=8\)"):
         ViT(**{**tiny, "image_size": 20}, key=getkey())
-    with pytest.raises(ValueError, match=r"Unknown `classifier` \(='cls'\); choose from \('token', 'gap', 'map'\)"):
+    with pytest.raises(
+        ValueError, match=r"Unknown `classifier` \(='cls'\); choose from \('token', 'gap', 'map'\)"
+    ):
         ViT(**tiny, classifier="cls", key=getkey())
     with pytest.raises(ValueError, match=r"Unknown `posemb` \(='sincos'\)"):
         ViT(**tiny, posemb="sincos", key=getkey())
     model = ViT(**tiny, key=getkey())
-    with pytest.raises(ValueError, match=r"`x` \(the input of ViT\) must have size 16 on its `height` axis \(axis 0 of \(height, width, channels\)\), from `image_size` \(=16x16\). Received: shape \(24, 24, 3\)."):
+    with pytest.raises(
+        ValueError,
+        match=r"`x` \(the input of ViT\) must have size 16 on its `height` axis \(axis 0 of \(height, width, channels\)\), from `image_size` \(=16x16\). Received: shape \(24, 24, 3\).",
+    ):
         model(jnp.ones((24, 24, 3)))
     with pytest.raises(jaxtyping.TypeCheckError, match="height width channels"):
         model(jnp.ones((2, 16, 16, 3)))

@@ -8,8 +8,16 @@ import pytest
 from scenic_eqx import nn
 from scenic_eqx.nn import ViViT
 
-TINY = dict(num_classes=3, tubelet_size=(2, 4, 4), hidden_size=16, num_layers=2, num_heads=2,
-            mlp_dim=32, num_frames=4, image_size=8)
+TINY = dict(
+    num_classes=3,
+    tubelet_size=(2, 4, 4),
+    hidden_size=16,
+    num_layers=2,
+    num_heads=2,
+    mlp_dim=32,
+    num_frames=4,
+    image_size=8,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,11 +54,16 @@ def test_tiny_finite_and_every_parameter_gets_a_gradient(getkey, attention_type,
         # 2x2x2 tubelets + a class token in one encoder.
         ("spacetime", {"stem": (8, 16), "encoder_out": (9, 16), "pre_logits": (16,), "logits": (3,)}),
         # 2 time indices (+ a temporal class token) after the spatial encoder.
-        ("factorized_encoder", {"stem": (8, 16), "encoder_out": (3, 16), "pre_logits": (16,), "logits": (3,)}),
+        (
+            "factorized_encoder",
+            {"stem": (8, 16), "encoder_out": (3, 16), "pre_logits": (16,), "logits": (3,)},
+        ),
     ],
 )
 def test_features_inference_and_one_trace_per_shape(getkey, attention_type, shapes):
-    model = eqx.nn.inference_mode(ViViT(**TINY, attention_type=attention_type, dropout_rate=0.5, key=getkey()))
+    model = eqx.nn.inference_mode(
+        ViViT(**TINY, attention_type=attention_type, dropout_rate=0.5, key=getkey())
+    )
 
     @eqx.filter_jit
     @eqx.debug.assert_max_traces(max_traces=1)
@@ -71,6 +84,7 @@ def test_spatial_encoder_sees_one_time_index_at_a_time(getkey):
     model = ViViT(**TINY, attention_type="factorized_encoder", num_temporal_layers=1, key=getkey())
     x = jax.random.normal(getkey(), (4, 8, 8, 3))
     y = x.at[2:].set(jax.random.normal(getkey(), (2, 8, 8, 3)))  # only the second tubelet slab
+
     # With the temporal encoder removed (an identity), the first time index's token is
     # unchanged: spatial attention never crosses time indices.
     def spatial_tokens(model, x):
@@ -87,7 +101,10 @@ def test_views_average_the_logits(getkey):
     views = jax.random.normal(getkey(), (3, 4, 8, 8, 3))
     expected = jnp.mean(jnp.stack([model(v) for v in views]), axis=0)
     np.testing.assert_allclose(eqx.filter_jit(model)(views), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match=r"one clip \(time, height, width, channels\) or its views .* Received: shape \(1, 2, 4, 8, 8, 3\)."):
+    with pytest.raises(
+        ValueError,
+        match=r"one clip \(time, height, width, channels\) or its views .* Received: shape \(1, 2, 4, 8, 8, 3\).",
+    ):
         model(jnp.ones((1, 2, 4, 8, 8, 3)))
 
 
@@ -111,10 +128,15 @@ def test_errors(getkey):
         ViViT(**TINY, classifier="map", key=getkey())
     with pytest.raises(ValueError, match=r"`hidden_size` \(=15\) must be divisible by `num_heads` \(=2\)"):
         ViViT(**{**TINY, "hidden_size": 15}, key=getkey())
-    with pytest.raises(ValueError, match=r"The video size must be divisible by `tubelet_size` \(=2x4x4\). Received: 5x8x8."):
+    with pytest.raises(
+        ValueError, match=r"The video size must be divisible by `tubelet_size` \(=2x4x4\). Received: 5x8x8."
+    ):
         ViViT(**{**TINY, "num_frames": 5}, key=getkey())
     model = ViViT(**TINY, key=getkey())
-    with pytest.raises(ValueError, match=r"must have size 4 on its `time` axis .* from `num_frames` x `image_size` \(=4x8x8\). Received: shape \(6, 8, 8, 3\)."):
+    with pytest.raises(
+        ValueError,
+        match=r"must have size 4 on its `time` axis .* from `num_frames` x `image_size` \(=4x8x8\). Received: shape \(6, 8, 8, 3\).",
+    ):
         model(jnp.ones((6, 8, 8, 3)))
     with pytest.raises(jaxtyping.TypeCheckError):
         model(jnp.ones((8, 8, 3)))

@@ -23,12 +23,22 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 REFERENCE = dict(np.load(FIXTURES / "reference_outputs.npz"))
 # The fixtures' architecture: 32x32 images, patch 8, width 16, 2 layers of 2 heads.
 VIT = {
-    "num_classes": 5, "patch_size": 8, "hidden_size": 16, "num_layers": 2, "num_heads": 2,
-    "mlp_dim": 32, "image_size": 32,
+    "num_classes": 5,
+    "patch_size": 8,
+    "hidden_size": 16,
+    "num_layers": 2,
+    "num_heads": 2,
+    "mlp_dim": 32,
+    "image_size": 32,
 }
 MIXER = {
-    "num_classes": 5, "patch_size": 8, "hidden_size": 16, "num_layers": 2,
-    "tokens_mlp_dim": 8, "channels_mlp_dim": 32, "image_size": 32,
+    "num_classes": 5,
+    "patch_size": 8,
+    "hidden_size": 16,
+    "num_layers": 2,
+    "tokens_mlp_dim": 8,
+    "channels_mlp_dim": 32,
+    "image_size": 32,
 }
 
 
@@ -61,7 +71,10 @@ PARITY = {
     "google_vit": ("google_vit.npz", ViT, VIT, True, 1e-6),
     "big_vision_vit_tok": ("big_vision_vit_tok.npz", ViT, VIT, True, 1e-6),
     "big_vision_vit_map": (
-        "big_vision_vit_map.npz", ViT, {**VIT, "classifier": "map", "scan_layers": True}, True,
+        "big_vision_vit_map.npz",
+        ViT,
+        {**VIT, "classifier": "map", "scan_layers": True},
+        True,
         1e-6,
     ),
     "timm_mixer": ("timm_mixer.safetensors", MlpMixer, MIXER, False, 1e-6),
@@ -125,11 +138,9 @@ def test_transformers_resnet_of_another_variant_is_refused(tmp_path):
     (tmp_path / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes())
     (tmp_path / "config.json").write_text('{"downsample_in_bottleneck": true}')
     with pytest.raises(ValueError, match=r"`downsample_in_bottleneck` \(=True\) in the config"):
-        load_weights(abstract(ResNet, num_classes=5, depth=26, width=2),
-                     tmp_path / "model.safetensors")
+        load_weights(abstract(ResNet, num_classes=5, depth=26, width=2), tmp_path / "model.safetensors")
     with pytest.raises(ValueError, match=r"Cannot load a Google \.npz checkpoint into a ResNet"):
-        load_weights(abstract(ResNet, num_classes=5, depth=26, width=2),
-                     FIXTURES / "google_vit.npz")
+        load_weights(abstract(ResNet, num_classes=5, depth=26, width=2), FIXTURES / "google_vit.npz")
 
 
 def test_stacked_and_per_block_layouts_give_the_same_blocks():
@@ -137,13 +148,15 @@ def test_stacked_and_per_block_layouts_give_the_same_blocks():
     scanned = load_weights(abstract(ViT, **VIT, classifier="map", scan_layers=True), file)
     looped = load_weights(abstract(ViT, **VIT, classifier="map"), file)
     for i, block in enumerate(looped.encoder.blocks):
-        per_layer = jax.tree.map(lambda x, i=i: np.asarray(x)[i],
-                                 eqx.filter(scanned.encoder.blocks, eqx.is_array))
+        per_layer = jax.tree.map(
+            lambda x, i=i: np.asarray(x)[i], eqx.filter(scanned.encoder.blocks, eqx.is_array)
+        )
         assert eqx.tree_equal(eqx.filter(block, eqx.is_array), per_layer)
     key = "params/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel"
     stacked = np.load(file)[key]
-    np.testing.assert_array_equal(looped.encoder.blocks[1].attention.query.weight,
-                                  stacked[1].reshape(16, 16).T)
+    np.testing.assert_array_equal(
+        looped.encoder.blocks[1].attention.query.weight, stacked[1].reshape(16, 16).T
+    )
 
 
 def test_big_vision_class_token_gets_a_zero_position_row():
@@ -252,8 +265,9 @@ def test_not_strict_warns_and_keeps_initial_values(google_npz):
     assert "encoder.blocks[1].norm1.weight" in messages and "Transformer/extra/kernel" in messages
     assert loaded.encoder.blocks[1].norm1.weight is model.encoder.blocks[1].norm1.weight
     npz = np.load(path)
-    np.testing.assert_array_equal(loaded.encoder.blocks[0].norm1.weight,
-                                  npz["Transformer/encoderblock_0/LayerNorm_0/scale"])
+    np.testing.assert_array_equal(
+        loaded.encoder.blocks[0].norm1.weight, npz["Transformer/encoderblock_0/LayerNorm_0/scale"]
+    )
 
 
 def test_shape_mismatch_names_parameter_and_both_shapes():
@@ -267,24 +281,40 @@ def test_shape_mismatch_names_parameter_and_both_shapes():
 
 
 def test_stacked_checkpoint_into_scanned_model_of_other_depth():
-    with pytest.raises(ValueError, match=r"`num_layers` \(=3\) must be the checkpoint's number of encoder blocks. Received: .* 2 encoder blocks"):
-        load_weights(abstract(ViT, **{**VIT, "num_layers": 3, "classifier": "map",
-                                       "scan_layers": True}),
-                     FIXTURES / "big_vision_vit_map.npz")
+    with pytest.raises(
+        ValueError,
+        match=r"`num_layers` \(=3\) must be the checkpoint's number of encoder blocks. Received: .* 2 encoder blocks",
+    ):
+        load_weights(
+            abstract(ViT, **{**VIT, "num_layers": 3, "classifier": "map", "scan_layers": True}),
+            FIXTURES / "big_vision_vit_map.npz",
+        )
 
 
 def test_mixed_layouts_are_refused(google_npz):
-    path = google_npz(lambda a: a.update({
-        "Transformer/encoderblock_0/LayerNorm_1/scale":
-            a["Transformer/encoderblock_0/LayerNorm_2/scale"]}))
+    path = google_npz(
+        lambda a: a.update(
+            {
+                "Transformer/encoderblock_0/LayerNorm_1/scale": a[
+                    "Transformer/encoderblock_0/LayerNorm_2/scale"
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match=r"both map to the parameter `encoder\.blocks\[0\]\.norm2"):
         load_weights(abstract(ViT, **VIT), path)
 
 
 def test_position_grid_that_cannot_be_inferred(google_npz):
-    path = google_npz(lambda a: a.update({
-        "Transformer/posembed_input/pos_embedding":
-            a["Transformer/posembed_input/pos_embedding"][:, :12]}))
+    path = google_npz(
+        lambda a: a.update(
+            {
+                "Transformer/posembed_input/pos_embedding": a["Transformer/posembed_input/pos_embedding"][
+                    :, :12
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match=r"Cannot infer the position-embedding grid .* 12 rows"):
         load_weights(abstract(ViT, **VIT), path)
 
@@ -292,13 +322,17 @@ def test_position_grid_that_cannot_be_inferred(google_npz):
 def test_abstract_model_with_a_head_to_keep():
     with (
         pytest.warns(UserWarning, match="freshly initialised"),
-        pytest.raises(ValueError, match=r"`model` must be concrete .* head\.weight.* Received: an abstract model"),
+        pytest.raises(
+            ValueError, match=r"`model` must be concrete .* head\.weight.* Received: an abstract model"
+        ),
     ):
         load_weights(abstract(ViT, **{**VIT, "num_classes": 3}), FIXTURES / "google_vit.npz")
 
 
 def test_unsupported_files_and_models(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"`path` must be an existing checkpoint file. Received: .*missing\.npz'\."):
+    with pytest.raises(
+        FileNotFoundError, match=r"`path` must be an existing checkpoint file. Received: .*missing\.npz'\."
+    ):
         load_weights(abstract(ViT, **VIT), tmp_path / "missing.npz")
     (tmp_path / "weights.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"must be a Google `\.npz` or a timm/transformers"):
@@ -306,8 +340,7 @@ def test_unsupported_files_and_models(tmp_path):
     with pytest.raises(ValueError, match=r"transformers \.safetensors checkpoint into a MlpMixer"):
         load_weights(abstract(MlpMixer, **MIXER), FIXTURES / "hf_vit" / "model.safetensors")
     with pytest.raises(ValueError, match=r"Cannot load a Google \.npz checkpoint into a Linear"):
-        load_weights(abstract(eqx.nn.Linear, in_features=2, out_features=2),
-                     FIXTURES / "google_vit.npz")
+        load_weights(abstract(eqx.nn.Linear, in_features=2, out_features=2), FIXTURES / "google_vit.npz")
 
 
 def test_transformers_config_is_read(tmp_path):
@@ -324,10 +357,12 @@ def test_transformers_config_is_read(tmp_path):
 def test_transformers_names_in_memory_layout(tmp_path):
     # transformers 5 renames ViT's layers in memory (`layers.{i}.attention.q_proj`, ...).
     renames = [
-        ("vit.encoder.layer.", "vit.layers."), ("attention.attention.query", "attention.q_proj"),
+        ("vit.encoder.layer.", "vit.layers."),
+        ("attention.attention.query", "attention.q_proj"),
         ("attention.attention.key", "attention.k_proj"),
         ("attention.attention.value", "attention.v_proj"),
-        ("attention.output.dense", "attention.o_proj"), ("intermediate.dense", "mlp.fc1"),
+        ("attention.output.dense", "attention.o_proj"),
+        ("intermediate.dense", "mlp.fc1"),
         ("output.dense", "mlp.fc2"),
     ]
     arrays = {}
@@ -349,7 +384,9 @@ def test_truncated_files_are_refused_naming_the_path(tmp_path, name, keep):
     path = tmp_path / name
     path.write_bytes(data[:size])
     kind = r"\.npz` archive" if name.endswith(".npz") else r"\.safetensors` file"
-    match = rf"`path` must be a complete `{kind}.* Received: '.*{name}' \({size} bytes\), which cannot be read"
+    match = (
+        rf"`path` must be a complete `{kind}.* Received: '.*{name}' \({size} bytes\), which cannot be read"
+    )
     with pytest.raises(ValueError, match=match):
         load_weights(abstract(ViT, **VIT), path)
 

@@ -122,7 +122,8 @@ def test_tiny_model_is_finite_and_every_parameter_gets_a_gradient(name, family):
     assert leaves
     exempt = NO_GRADIENT_AT_INIT.get(family, ())
     no_gradient = [
-        name for name in (jax.tree_util.keystr(p) for p, g in leaves if not jnp.any(g != 0))
+        name
+        for name in (jax.tree_util.keystr(p) for p, g in leaves if not jnp.any(g != 0))
         if not name.startswith(exempt)
     ]
     assert not no_gradient, f"parameters without a gradient: {no_gradient}"

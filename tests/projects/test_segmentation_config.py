@@ -18,9 +18,7 @@ def test_smoke_config_trains_and_reports_mean_iou(tmp_path):
     assert {"mean_iou", "pixel_accuracy", "loss", "iou/0", "iou/3"} <= set(results)
     assert all(type(v) is float for v in results.values())
     assert 0.0 <= results["mean_iou"] <= 1.0 and 0.0 <= results["pixel_accuracy"] <= 1.0
-    assert json.loads((tmp_path / "test_metrics.json").read_text()) == pytest.approx(
-        results, nan_ok=True
-    )
+    assert json.loads((tmp_path / "test_metrics.json").read_text()) == pytest.approx(results, nan_ok=True)
     # Training logs and evaluations carry mIoU too, as plain numbers (or "nan" strings).
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "mean_iou" in r]

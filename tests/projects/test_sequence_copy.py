@@ -34,14 +34,26 @@ def reversal_batches(seed: int, num_batches: int, batch_size: int):
 
 def test_reversal_is_learned_and_greedy_decoding_reproduces_it():
     model = nn.TransformerEncoderDecoder(
-        VOCAB, hidden_size=32, num_layers=1, num_heads=4, mlp_dim=64, max_len=LENGTH,
-        pad_id=PAD, key=jax.random.key(0),
+        VOCAB,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=4,
+        mlp_dim=64,
+        max_len=LENGTH,
+        pad_id=PAD,
+        key=jax.random.key(0),
     )
     task = tasks.EncoderDecoderTask(pad_id=PAD)
     schedule = optax.warmup_cosine_decay_schedule(0.0, 5e-3, 20, NUM_STEPS)
     state, history = loops.fit(
-        model, task, reversal_batches(0, NUM_STEPS, BATCH_SIZE), optimizer=optax.adam(schedule),
-        num_steps=NUM_STEPS, key=jax.random.key(1), log_every=100, progress=False,
+        model,
+        task,
+        reversal_batches(0, NUM_STEPS, BATCH_SIZE),
+        optimizer=optax.adam(schedule),
+        num_steps=NUM_STEPS,
+        key=jax.random.key(1),
+        log_every=100,
+        progress=False,
     )
     assert history[-1]["loss"] < history[0]["loss"]
 

@@ -62,9 +62,7 @@ def test_iou_and_giou_match_numpy_reference():
     area1 = np.prod(boxes1[:, 2:] - boxes1[:, :2], axis=-1)
     area2 = np.prod(boxes2[:, 2:] - boxes2[:, :2], axis=-1)
     # union = area1 + area2 - intersection, and intersection = iou * union.
-    np.testing.assert_allclose(
-        union * (1 + iou), area1[:, None] + area2[None, :], rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(union * (1 + iou), area1[:, None] + area2[None, :], rtol=1e-5, atol=1e-6)
 
 
 def test_hand_computed_values():

@@ -66,9 +66,7 @@ def test_label_smoothing_literal():
     task = ClassificationTask(label_smoothing=0.3)
     loss = task.loss(LOGITS, _batch())
     np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-6)
-    np.testing.assert_allclose(
-        task.metrics(LOGITS, _batch())["loss"], (np.sum(expected), 3.0), rtol=1e-6
-    )
+    np.testing.assert_allclose(task.metrics(LOGITS, _batch())["loss"], (np.sum(expected), 3.0), rtol=1e-6)
     # Smoothing changes the loss, not the accuracy.
     np.testing.assert_allclose(task.metrics(LOGITS, _batch())["accuracy"], (2.0, 3.0))
 
@@ -121,9 +119,7 @@ def test_all_padding_gives_zero_not_nan():
 def test_integer_and_one_hot_labels_agree(label_smoothing):
     task = ClassificationTask(label_smoothing=label_smoothing)
     one_hot = _batch(jax.nn.one_hot(LABELS, 3))
-    np.testing.assert_allclose(
-        task.loss(LOGITS, one_hot), task.loss(LOGITS, _batch()), rtol=1e-6
-    )
+    np.testing.assert_allclose(task.loss(LOGITS, one_hot), task.loss(LOGITS, _batch()), rtol=1e-6)
     integer_metrics = task.metrics(LOGITS, _batch())
     for name, pair in task.metrics(LOGITS, one_hot).items():
         np.testing.assert_allclose(pair, integer_metrics[name], rtol=1e-6)
@@ -151,9 +147,7 @@ def test_top_5_accuracy():
 def test_jit_matches_eager():
     task = ClassificationTask(label_smoothing=0.1)
     batch = _batch(batch_mask=jnp.array([1.0, 0.0, 1.0]))
-    np.testing.assert_allclose(
-        jax.jit(task.loss)(LOGITS, batch), task.loss(LOGITS, batch), rtol=1e-6
-    )
+    np.testing.assert_allclose(jax.jit(task.loss)(LOGITS, batch), task.loss(LOGITS, batch), rtol=1e-6)
     jitted = jax.jit(task.metrics)(LOGITS, batch)
     for name, pair in task.metrics(LOGITS, batch).items():
         np.testing.assert_allclose(jitted[name], pair, rtol=1e-6)
@@ -184,7 +178,9 @@ def test_low_precision_logits_give_float32_loss():
 
 @pytest.mark.parametrize("label_smoothing", [-0.1, 1.0])
 def test_bad_label_smoothing(label_smoothing):
-    with pytest.raises(ValueError, match=rf"`label_smoothing` must be a number in \[0, 1\). Received: {label_smoothing}."):
+    with pytest.raises(
+        ValueError, match=rf"`label_smoothing` must be a number in \[0, 1\). Received: {label_smoothing}."
+    ):
         ClassificationTask(label_smoothing=label_smoothing)
 
 
@@ -203,7 +199,9 @@ def test_float_labels_of_rank_one():
 
 
 def test_bad_mask_shape():
-    with pytest.raises(ValueError, match=r'`batch\["batch_mask"\]` must have shape \(3,\), .* Received: shape \(3, 1\)\.'):
+    with pytest.raises(
+        ValueError, match=r'`batch\["batch_mask"\]` must have shape \(3,\), .* Received: shape \(3, 1\)\.'
+    ):
         ClassificationTask().loss(LOGITS, _batch(batch_mask=jnp.ones((3, 1))))
 
 

@@ -53,7 +53,9 @@ def _pycocotools_from_files(data, tmp_path):
     images, annotations, results = [], [], []
     for i in range(len(data["boxes"])):
         images.append({"id": i + 1, "height": height, "width": width})
-        for box, label, real in zip(data["target_boxes"][i], data["target_labels"][i], data["target_mask"][i]):
+        for box, label, real in zip(
+            data["target_boxes"][i], data["target_labels"][i], data["target_mask"][i]
+        ):
             if real:
                 x0, y0, x1, y1 = (box * scale).tolist()
                 annotations.append({

@@ -27,7 +27,9 @@ def _giou(a, b):
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), -1)
     union = area(a)[:, None] + area(b)[None] - inter
-    hull = np.prod(np.maximum(a[:, None, 2:], b[None, :, 2:]) - np.minimum(a[:, None, :2], b[None, :, :2]), -1)
+    hull = np.prod(
+        np.maximum(a[:, None, 2:], b[None, :, 2:]) - np.minimum(a[:, None, :2], b[None, :, :2]), -1
+    )
     return inter / union - (hull - union) / hull
 
 
@@ -81,7 +83,9 @@ def _random_batch(rng, batch_size, aux_layers=2):
     outputs = {
         "pred_logits": rng.normal(size=(batch_size, QUERIES, NUM_CLASSES + 1)).astype(np.float32),
         "pred_boxes": boxes(batch_size, QUERIES),
-        "aux_pred_logits": rng.normal(size=(batch_size, aux_layers, QUERIES, NUM_CLASSES + 1)).astype(np.float32),
+        "aux_pred_logits": rng.normal(size=(batch_size, aux_layers, QUERIES, NUM_CLASSES + 1)).astype(
+            np.float32
+        ),
         "aux_pred_boxes": boxes(batch_size, aux_layers, QUERIES),
     }
     num_real = rng.integers(0, MAX_BOXES + 1, size=batch_size)
@@ -106,7 +110,9 @@ def test_loss_matches_a_scipy_reference_with_padding(matcher):
     loss = _loss(task, outputs, {"label": label, "batch_mask": mask})
     np.testing.assert_allclose(loss, _reference_loss(outputs, label, mask), rtol=1e-5)
     # Without the auxiliary sets, only the final predictions count.
-    no_aux = _loss(DetectionTask(matcher=matcher, aux_loss=False), outputs, {"label": label, "batch_mask": mask})
+    no_aux = _loss(
+        DetectionTask(matcher=matcher, aux_loss=False), outputs, {"label": label, "batch_mask": mask}
+    )
     np.testing.assert_allclose(no_aux, _reference_loss(outputs, label, mask, aux=False), rtol=1e-5)
 
 

@@ -114,9 +114,7 @@ def test_masked_equals_sliced(label_smoothing):
     padded_label = jnp.asarray(rng.integers(0, 7, size=(6, 7)), jnp.int32)
     padded_label = padded_label.at[:4, :5].set(label).at[:4, 5:].set(3)
     mask = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
-    padded_loss, padded = _loss_and_metrics(
-        task, padded_logits, _batch(padded_label, batch_mask=mask)
-    )
+    padded_loss, padded = _loss_and_metrics(task, padded_logits, _batch(padded_label, batch_mask=mask))
     np.testing.assert_allclose(padded_loss, sliced_loss, rtol=1e-6)
     assert set(padded) == set(sliced)
     for name in sliced:
@@ -136,12 +134,15 @@ def test_all_padding_gives_zero_not_nan():
 def test_gradient_literal_and_zero_on_padding():
     _, grad = _value_and_grad(EncoderDecoderTask(), LOGITS, _batch())
     # softmax - one_hot for each real token, divided by the 5 real tokens.
-    expected = jnp.array(
-        [
-            [[0.25, -0.5, 0.25], [0.25, 0.25, -0.5], [0.0, 0.0, 0.0]],
-            [[0.6, -0.8, 0.2], [0.25, -0.5, 0.25], [0.25, 0.25, -0.5]],
-        ]
-    ) / 5
+    expected = (
+        jnp.array(
+            [
+                [[0.25, -0.5, 0.25], [0.25, 0.25, -0.5], [0.0, 0.0, 0.0]],
+                [[0.6, -0.8, 0.2], [0.25, -0.5, 0.25], [0.25, 0.25, -0.5]],
+            ]
+        )
+        / 5
+    )
     np.testing.assert_allclose(grad, expected, atol=1e-6)
 
 
@@ -178,7 +179,9 @@ def test_registered():
 
 @pytest.mark.parametrize("label_smoothing", [-0.1, 1.0])
 def test_bad_label_smoothing(label_smoothing):
-    with pytest.raises(ValueError, match=rf"`label_smoothing` must be a number in \[0, 1\). Received: {label_smoothing}."):
+    with pytest.raises(
+        ValueError, match=rf"`label_smoothing` must be a number in \[0, 1\). Received: {label_smoothing}."
+    ):
         EncoderDecoderTask(label_smoothing=label_smoothing)
 
 
@@ -187,7 +190,7 @@ def test_bad_label_shape():
     match = r'`batch\["label"\]` must have shape \(2, 3\), .* \(2, 3, 3\). Received: shape \(2, 2\)\.'
     with pytest.raises(ValueError, match=match):
         task.loss(LOGITS, _batch(LABELS[:, :2]))
-    with pytest.raises(ValueError, match=r'Received: shape \(2,\)\.'):
+    with pytest.raises(ValueError, match=r"Received: shape \(2,\)\."):
         jax.jit(task.metrics)(LOGITS, _batch(LABELS[:, 0]))
 
 
@@ -197,7 +200,9 @@ def test_float_labels():
 
 
 def test_bad_mask_shape():
-    with pytest.raises(ValueError, match=r'`batch\["batch_mask"\]` must have shape \(2,\), .* Received: shape \(2, 1\)\.'):
+    with pytest.raises(
+        ValueError, match=r'`batch\["batch_mask"\]` must have shape \(2,\), .* Received: shape \(2, 1\)\.'
+    ):
         EncoderDecoderTask().loss(LOGITS, _batch(batch_mask=jnp.ones((2, 1))))
 
 

@@ -205,9 +205,7 @@ def _detr_cost(probs, labels, pred_boxes, target_boxes):
     """DETR's matching cost: -class probability + 5 L1 + 2 (-GIoU) (Carion et al. 2020)."""
     cost_class = -jnp.take_along_axis(probs, labels[:, None, :], axis=-1)
     cost_l1 = jnp.sum(jnp.abs(pred_boxes[:, :, None, :] - target_boxes[:, None, :, :]), axis=-1)
-    cost_giou = -generalized_box_iou(
-        box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(target_boxes)
-    )
+    cost_giou = -generalized_box_iou(box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(target_boxes))
     return cost_class + 5.0 * cost_l1 + 2.0 * cost_giou
 
 
@@ -284,7 +282,9 @@ def test_empty_side_gives_no_pairs(name, shape):
 
 
 def test_input_errors():
-    with pytest.raises(ValueError, match=r"`cost` must have shape \[batch, n, m\]. Received: shape \(3, 4\)."):
+    with pytest.raises(
+        ValueError, match=r"`cost` must have shape \[batch, n, m\]. Received: shape \(3, 4\)."
+    ):
         check_inputs(np.zeros((3, 4)), None)
     with pytest.raises(ValueError, match="`cost` must be a floating-point array. Received: dtype int"):
         check_inputs(np.zeros((2, 3, 4), np.int32), None)

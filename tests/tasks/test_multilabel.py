@@ -49,9 +49,7 @@ def test_metrics_literal():
 def test_mask_and_integer_labels():
     task = MultiLabelClassificationTask()
     batch = _batch(LABELS.astype(jnp.int32), batch_mask=jnp.array([0.0, 1.0, 1.0]))
-    np.testing.assert_allclose(
-        task.loss(LOGITS, batch), np.mean(PER_EXAMPLE[1:]), rtol=1e-6
-    )
+    np.testing.assert_allclose(task.loss(LOGITS, batch), np.mean(PER_EXAMPLE[1:]), rtol=1e-6)
     np.testing.assert_allclose(task.metrics(LOGITS, batch)["prec@1"], (1.0, 2.0))
 
 
@@ -85,9 +83,7 @@ def test_all_padding_gives_zero_not_nan():
 def test_jit_matches_eager():
     task = MultiLabelClassificationTask()
     batch = _batch(batch_mask=jnp.array([1.0, 0.0, 1.0]))
-    np.testing.assert_allclose(
-        jax.jit(task.loss)(LOGITS, batch), task.loss(LOGITS, batch), rtol=1e-6
-    )
+    np.testing.assert_allclose(jax.jit(task.loss)(LOGITS, batch), task.loss(LOGITS, batch), rtol=1e-6)
     jitted = jax.jit(task.metrics)(LOGITS, batch)
     for name, pair in task.metrics(LOGITS, batch).items():
         np.testing.assert_allclose(jitted[name], pair, rtol=1e-6)
@@ -107,10 +103,11 @@ def test_gradient_literal_and_finite():
 def test_bad_label_shape():
     task = MultiLabelClassificationTask()
     with pytest.raises(
-        ValueError, match=r'`batch\["label"\]` must be multi-hot labels of shape \(3, 3\).* Received: shape \(3,\)\.'
+        ValueError,
+        match=r'`batch\["label"\]` must be multi-hot labels of shape \(3, 3\).* Received: shape \(3,\)\.',
     ):
         task.loss(LOGITS, _batch(jnp.array([0, 1, 2])))
-    with pytest.raises(ValueError, match=r'Received: shape \(3, 4\)\.'):
+    with pytest.raises(ValueError, match=r"Received: shape \(3, 4\)\."):
         jax.jit(task.metrics)(LOGITS, _batch(jnp.zeros((3, 4))))
 
 

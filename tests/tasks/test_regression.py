@@ -128,9 +128,11 @@ def test_shape_mismatch_raises_instead_of_broadcasting(outputs_shape, label_shap
 
 
 def test_bad_labels_and_arguments():
-    with pytest.raises(ValueError, match=r'must be one array of targets shaped like the outputs, \(3, 2\)\. Received: dict'):
+    with pytest.raises(
+        ValueError, match=r"must be one array of targets shaped like the outputs, \(3, 2\)\. Received: dict"
+    ):
         RegressionTask().loss(OUTPUTS, {"label": {"box": LABELS}})
-    with pytest.raises(ValueError, match=r'must hold numeric targets .* Received: dtype bool'):
+    with pytest.raises(ValueError, match=r"must hold numeric targets .* Received: dtype bool"):
         RegressionTask().loss(OUTPUTS, {"label": LABELS > 1})
     with pytest.raises(ValueError, match=r'must have a "label" entry, which RegressionTask reads'):
         RegressionTask().metrics(OUTPUTS, {"inputs": OUTPUTS})
@@ -156,18 +158,28 @@ def test_fit_on_a_linear_problem_from_arrays(getkey):
     rng = np.random.default_rng(0)
     weights, bias = rng.normal(size=(8, 2)), np.array([0.5, -1.0])
     inputs = rng.normal(size=(320, 1, 1, 8)).astype(np.float32)
-    targets = (inputs.reshape(320, 8) @ weights + bias + 0.05 * rng.normal(size=(320, 2)))
+    targets = inputs.reshape(320, 8) @ weights + bias + 0.05 * rng.normal(size=(320, 2))
     targets = targets.astype(np.float32)
     dataset = data.from_arrays(
-        (inputs[:256], targets[:256]), (inputs[256:], targets[256:]),
-        batch_size=32, eval_batch_size=24, process_index=0, process_count=1,
+        (inputs[:256], targets[:256]),
+        (inputs[256:], targets[256:]),
+        batch_size=32,
+        eval_batch_size=24,
+        process_index=0,
+        process_count=1,
     )
     assert "num_classes" not in dataset.meta_data and dataset.meta_data["label_shape"] == (2,)
     model = nn.FullyConnected(2, (1, 1, 8), hidden_sizes=(), key=getkey())
     task = RegressionTask()
     state, _ = loops.fit(
-        model, task, dataset.train_iter, optimizer=optax.adam(0.05), num_steps=200,
-        key=getkey(), log_every=100, progress=False,
+        model,
+        task,
+        dataset.train_iter,
+        optimizer=optax.adam(0.05),
+        num_steps=200,
+        key=getkey(),
+        log_every=100,
+        progress=False,
     )
     results = loops.evaluate(state.model, task, dataset.test_iter)
     variance = float(targets[256:].var(0).mean())

@@ -106,9 +106,7 @@ def test_padding_examples_count_nowhere(class_weights):
         "label": jnp.concatenate([label, pad_label]),
         "batch_mask": jnp.array([1.0] * 5 + [0.0] * 3),
     }
-    padded_loss, padded_metrics = _loss_and_metrics(
-        task, jnp.concatenate([logits, pad_logits]), padded
-    )
+    padded_loss, padded_metrics = _loss_and_metrics(task, jnp.concatenate([logits, pad_logits]), padded)
     sliced_loss, sliced_metrics = _loss_and_metrics(task, logits, {"label": label})
     np.testing.assert_allclose(padded_loss, sliced_loss, rtol=1e-6)
     _assert_metrics_close(padded_metrics, sliced_metrics)
@@ -118,9 +116,7 @@ def test_per_pixel_mask_weights_pixels():
     # Weight 2 on pixel (0, 0) counts it twice.
     mask = jnp.array([[[2.0, 1.0], [1.0, 1.0]]])
     a, b, c = CROSS_ENTROPIES
-    loss, metrics = _loss_and_metrics(
-        SegmentationTask(), LOGITS, {"label": LABELS, "batch_mask": mask}
-    )
+    loss, metrics = _loss_and_metrics(SegmentationTask(), LOGITS, {"label": LABELS, "batch_mask": mask})
     np.testing.assert_allclose(loss, (2 * a + b + c) / 4, rtol=1e-6)
     np.testing.assert_allclose(metrics["pixel_accuracy"], (2.0, 4.0))
     np.testing.assert_array_equal(metrics["confusion_matrix"][0], [[2.0, 1.0], [1.0, 0.0]])
@@ -201,9 +197,7 @@ def test_mean_iou_is_global_whatever_the_eval_batch_size(getkey):
     )
     prediction = np.argmax(data["inputs"] @ np.asarray(model.weight) + np.asarray(model.bias), -1)
     # Per-pixel weights too: 0 or 1 at random, padded by `evaluate` (12 -> 16 rows).
-    pixel_mask = (
-        np.random.default_rng(0).integers(0, 2, size=data["label"].shape).astype(np.float32)
-    )
+    pixel_mask = np.random.default_rng(0).integers(0, 2, size=data["label"].shape).astype(np.float32)
     runs = [
         (data, 8, np.ones(data["label"].shape)),
         (data, 24, np.ones(data["label"].shape)),
@@ -233,7 +227,10 @@ def test_mean_iou_is_global_whatever_the_eval_batch_size(getkey):
             {"label": LABELS, "batch_mask": jnp.ones((1, 2))},
             r'`batch\["batch_mask"\]` must be a per-example mask \(1,\) or a per-pixel mask \(1, 2, 2\), .* Received: shape \(1, 2\)\.',
         ),
-        ({"inputs": LABELS}, r'`batch` must have a "label" entry, which SegmentationTask reads. Received: a batch with keys \[\'inputs\'\]\.'),
+        (
+            {"inputs": LABELS},
+            r'`batch` must have a "label" entry, which SegmentationTask reads. Received: a batch with keys \[\'inputs\'\]\.',
+        ),
     ],
 )
 def test_bad_batch(batch, match):

@@ -16,10 +16,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 64
     config.eval_batch_size = 120
     config.model_name = "mixer_s16"
-    config.model = ml_collections.ConfigDict(dict(
-        image_size=8, patch_size=2, in_channels=1, hidden_size=64, num_layers=4,
-        tokens_mlp_dim=32, channels_mlp_dim=128,
-    ))
+    config.model = ml_collections.ConfigDict(
+        dict(
+            image_size=8,
+            patch_size=2,
+            in_channels=1,
+            hidden_size=64,
+            num_layers=4,
+            tokens_mlp_dim=32,
+            channels_mlp_dim=128,
+        )
+    )
     config.task_name = "classification"
     config.task = ml_collections.ConfigDict(dict(label_smoothing=0.1))
     config.optimizer = "adamw"

@@ -16,9 +16,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 64
     config.eval_batch_size = 120
     config.model_name = "resnet18"
-    config.model = ml_collections.ConfigDict(dict(
-        in_channels=1, width=16, stem="cifar",
-    ))
+    config.model = ml_collections.ConfigDict(
+        dict(
+            in_channels=1,
+            width=16,
+            stem="cifar",
+        )
+    )
     config.task_name = "classification"
     config.task = ml_collections.ConfigDict(dict(label_smoothing=0.1))
     config.optimizer = "adamw"

@@ -16,10 +16,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 64
     config.eval_batch_size = 120
     config.model_name = "vit_ti16"
-    config.model = ml_collections.ConfigDict(dict(
-        image_size=8, patch_size=2, in_channels=1, hidden_size=64, num_layers=4,
-        num_heads=4, mlp_dim=128, classifier="gap",
-    ))
+    config.model = ml_collections.ConfigDict(
+        dict(
+            image_size=8,
+            patch_size=2,
+            in_channels=1,
+            hidden_size=64,
+            num_layers=4,
+            num_heads=4,
+            mlp_dim=128,
+            classifier="gap",
+        )
+    )
     config.task_name = "classification"
     config.task = ml_collections.ConfigDict(dict(label_smoothing=0.1))
     config.optimizer = "adamw"

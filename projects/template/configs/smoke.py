@@ -22,17 +22,22 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 64
     config.eval_batch_size = 120
     # Arguments of `model.PatchClassifier` (besides `num_classes`, from the dataset).
-    config.model = ml_collections.ConfigDict(dict(
-        image_size=8, in_channels=1, patch_size=2, hidden_size=32, num_layers=2,
-        num_heads=2, mlp_dim=64,
-    ))
+    config.model = ml_collections.ConfigDict(
+        dict(
+            image_size=8,
+            in_channels=1,
+            patch_size=2,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            mlp_dim=64,
+        )
+    )
     # Arguments of `task.ConfidenceClassificationTask`.
     config.task = ml_collections.ConfigDict(dict(label_smoothing=0.0))
     # `main.py`'s `build_optimizer`: `optax.adamw` on `loops.warmup_cosine_decay`.
     config.optimizer_kwargs = ml_collections.ConfigDict(dict(weight_decay=1e-4))
-    config.schedule_kwargs = ml_collections.ConfigDict(
-        dict(base_learning_rate=3e-3, warmup_steps=20)
-    )
+    config.schedule_kwargs = ml_collections.ConfigDict(dict(base_learning_rate=3e-3, warmup_steps=20))
     config.grad_clip_norm = 1.0
     config.num_train_steps = 200
     config.log_every = 20

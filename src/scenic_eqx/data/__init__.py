@@ -12,7 +12,6 @@ from ._dataset import Dataset as Dataset
 from ._mix import cutmix as cutmix, mixup as mixup
 from ._padding import pad_batch as pad_batch
 from ._prefetch import prefetch_to_mesh as prefetch_to_mesh
-from ._registry import get_dataset as get_dataset, list_datasets as list_datasets
-from ._registry import register as register
+from ._registry import get_dataset as get_dataset, list_datasets as list_datasets, register as register
 from ._resumable import ResumableIterator as ResumableIterator, map_batches as map_batches
 from ._video_records import write_video_records as write_video_records

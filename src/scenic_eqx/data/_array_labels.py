@@ -65,7 +65,7 @@ def check_labels(where: str, labels: object, num_examples: int, path: tuple = ()
 
 
 def _kind(dtype: np.dtype) -> str:
-    if dtype == bool:
+    if dtype.kind == "b":
         return "bool"
     return "integer" if np.issubdtype(dtype, np.integer) else "floating"
 

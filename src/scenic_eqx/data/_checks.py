@@ -15,9 +15,7 @@ def check_positive_int(name: str, value: object) -> int:
     """
     # bool is an Integral; `batch_size=True` is a mistake, not a batch of one.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"`{name}` (={value!r}) must be a positive integer. Received: {_received(value)}."
-        )
+        raise ValueError(f"`{name}` (={value!r}) must be a positive integer. Received: {_received(value)}.")
     return int(value)
 
 

@@ -40,9 +40,7 @@ def detection_label(objects: dict, scale: tf.Tensor, max_boxes: int) -> dict:
     """
     # One length for the three sequences: TFDS's `mock_data` draws each one's length
     # independently (real COCO examples always agree, and lose nothing here).
-    count = tf.reduce_min(
-        [tf.shape(objects[key])[0] for key in ("bbox", "label", "is_crowd")]
-    )
+    count = tf.reduce_min([tf.shape(objects[key])[0] for key in ("bbox", "label", "is_crowd")])
     objects = {key: objects[key][:count] for key in ("bbox", "label", "is_crowd")}
     ymin, xmin, ymax, xmax = tf.unstack(objects["bbox"], num=4, axis=-1)
     keep = tf.logical_and(~objects["is_crowd"], tf.logical_and(ymax > ymin, xmax > xmin))
@@ -61,9 +59,7 @@ def detection_label(objects: dict, scale: tf.Tensor, max_boxes: int) -> dict:
     return {
         "boxes": tf.ensure_shape(tf.pad(box, [[0, padding], [0, 0]]), [max_boxes, 4]),
         "labels": tf.ensure_shape(tf.pad(labels, [[0, padding]]), [max_boxes]),
-        "box_mask": tf.ensure_shape(
-            tf.pad(tf.ones_like(labels, tf.float32), [[0, padding]]), [max_boxes]
-        ),
+        "box_mask": tf.ensure_shape(tf.pad(tf.ones_like(labels, tf.float32), [[0, padding]]), [max_boxes]),
     }
 
 
@@ -111,9 +107,7 @@ def coco(
         if seed is not None:
             flip = tf.random.stateless_uniform([], seed) < 0.5
             image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
-            objects["bbox"] = tf.cond(
-                flip, lambda: flip_boxes(objects["bbox"]), lambda: objects["bbox"]
-            )
+            objects["bbox"] = tf.cond(flip, lambda: flip_boxes(objects["bbox"]), lambda: objects["bbox"])
         image, scale = pp.resize_and_pad(image, image_size)
         # The padding stays 0 after normalising: it carries no signal.
         height, width = tf.unstack(tf.cast(tf.round(scale * image_size), tf.int32))

@@ -42,9 +42,7 @@ def _split_source(builder, root: str, split: str) -> tuple[tf.data.Dataset, int]
     if num_examples == 0:
         raise ValueError(f"Split folder {os.path.join(root, split)!r} has no images.")
     # Files are decoded after the host split, so each host decodes only its own share.
-    ds = builder.as_dataset(
-        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
-    )
+    ds = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
     return ds, num_examples
 
 

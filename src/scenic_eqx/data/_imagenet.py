@@ -74,9 +74,7 @@ def imagenet2012(
         # TFDS's default: `downloads/manual` under the data dir root.
         root = os.path.dirname(os.path.dirname(builder.data_dir))
         manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
-        missing = [
-            f for f in IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))
-        ]
+        missing = [f for f in IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))]
         if missing:
             raise FileNotFoundError(
                 f"Dataset 'imagenet2012' is not prepared in {builder.data_dir} and its manual "
@@ -87,9 +85,7 @@ def imagenet2012(
                 f"`manual_dir`={manual_dir!r}, `data_dir`={data_dir!r}."
             )
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=manual_dir, try_download_gcs=False
-            )
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
         )
     mean, std = pp.IMAGENET_MEAN, pp.IMAGENET_STD
 

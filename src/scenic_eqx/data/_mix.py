@@ -103,8 +103,7 @@ def cutmix(batch: Batch, *, alpha: int | float = 1.0, key, num_classes: int | No
     inputs = xp.asarray(batch["inputs"])
     if inputs.ndim != 4:
         raise ValueError(
-            f'`batch["inputs"]` must be images `[batch, height, width, channels]`; got '
-            f"shape {inputs.shape}."
+            f'`batch["inputs"]` must be images `[batch, height, width, channels]`; got shape {inputs.shape}.'
         )
     height, width = inputs.shape[1:3]
     if xp is np:

@@ -63,8 +63,7 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(
-                f"The MNIST pickle may hold numpy arrays only; it names {module}.{name}, "
-                "which is refused."
+                f"The MNIST pickle may hold numpy arrays only; it names {module}.{name}, which is refused."
             )
         return self._ALLOWED[(module, name)]
 
@@ -84,9 +83,7 @@ def load_arrays(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raw = f.read()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SHA256:
-        raise ValueError(
-            f"{path} has SHA-256 {digest}, not the {SHA256} of {WHEEL}; reinstall the wheel."
-        )
+        raise ValueError(f"{path} has SHA-256 {digest}, not the {SHA256} of {WHEEL}; reinstall the wheel.")
     # A pickle from a pinned wheel whose hash was just checked; it holds only arrays, and
     # the unpickler builds nothing else (no function of the file's choosing is called).
     unpickler = _ArraysOnlyUnpickler(io.BytesIO(gzip.decompress(raw)), encoding="latin1")

@@ -43,14 +43,12 @@ def pad_batch(batch: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
     batch_size = check_positive_int("batch_size", batch_size)
     if not isinstance(batch, Mapping):
         raise ValueError(
-            "`batch` must be a dict of arrays (or of pytrees of arrays). "
-            f"Received: {type(batch).__name__}."
+            f"`batch` must be a dict of arrays (or of pytrees of arrays). Received: {type(batch).__name__}."
         )
     leaves, treedef = jax.tree_util.tree_flatten_with_path(dict(batch))
     arrays = [np.asarray(leaf) for _, leaf in leaves]
     sizes = {
-        _path_name(path): (array.shape[0] if array.ndim else None)
-        for (path, _), array in zip(leaves, arrays)
+        _path_name(path): (array.shape[0] if array.ndim else None) for (path, _), array in zip(leaves, arrays)
     }
     if not arrays or None in sizes.values() or len(set(sizes.values())) != 1:
         raise ValueError(
@@ -59,9 +57,7 @@ def pad_batch(batch: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
         )
     (size,) = set(sizes.values())
     if size > batch_size:
-        raise ValueError(
-            f"`batch` has {size} examples, more than `batch_size` (={batch_size})."
-        )
+        raise ValueError(f"`batch` has {size} examples, more than `batch_size` (={batch_size}).")
 
     def pad(value: np.ndarray) -> np.ndarray:
         widths = [(0, batch_size - size)] + [(0, 0)] * (value.ndim - 1)

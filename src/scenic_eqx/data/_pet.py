@@ -66,9 +66,7 @@ def oxford_iiit_pet(
 
     def segment(example: dict, seed: tf.Tensor | None = None) -> dict:
         image = pp.resize(example["image"], image_size)
-        mask = tf.cast(
-            pp.resize(example["segmentation_mask"], image_size, method="nearest"), tf.float32
-        )
+        mask = tf.cast(pp.resize(example["segmentation_mask"], image_size, method="nearest"), tf.float32)
         if seed is not None:
             # Flipped as one image, so that the mask stays on the pet.
             both = pp.random_flip(tf.concat([image, mask], axis=-1), seed=seed)

@@ -101,14 +101,10 @@ def _resize(image, height, width, method: str, antialias: bool):
     if method == "nearest":
         # Keeps the dtype: label maps stay integer.
         return tf.image.resize(image, [height, width], method="nearest")
-    return tf.image.resize(
-        tf.cast(image, tf.float32), [height, width], method=method, antialias=antialias
-    )
+    return tf.image.resize(tf.cast(image, tf.float32), [height, width], method=method, antialias=antialias)
 
 
-def resize(
-    image: TensorLike, size: Size, *, method: str = "bilinear", antialias: bool = True
-) -> tf.Tensor:
+def resize(image: TensorLike, size: Size, *, method: str = "bilinear", antialias: bool = True) -> tf.Tensor:
     """Resizes to `size`, ignoring the aspect ratio.
 
     Arguments:
@@ -180,9 +176,7 @@ def random_crop(image: TensorLike, size: Size, *, seed: TensorLike) -> tf.Tensor
     return _crop(image, top, left, height, width)
 
 
-def random_crop_with_pad(
-    image: TensorLike, *, seed: TensorLike, pad: int = 4, fill: Number = 0
-) -> tf.Tensor:
+def random_crop_with_pad(image: TensorLike, *, seed: TensorLike, pad: int = 4, fill: Number = 0) -> tf.Tensor:
     """Pads every side by `pad`, then crops back to the input size (CIFAR augmentation).
 
     Arguments:

@@ -169,14 +169,10 @@ OPS = (
 )
 
 
-def layer_choices(
-    seed: tf.types.experimental.TensorLike, num_layers: int
-) -> tuple[tf.Tensor, tf.Tensor]:
+def layer_choices(seed: tf.types.experimental.TensorLike, num_layers: int) -> tuple[tf.Tensor, tf.Tensor]:
     """The operations and signs of `randaugment`: uniform indices into `OPS`, signs +-1."""
     op_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    indices = tf.random.stateless_uniform(
-        [num_layers], op_seed, minval=0, maxval=len(OPS), dtype=tf.int32
-    )
+    indices = tf.random.stateless_uniform([num_layers], op_seed, minval=0, maxval=len(OPS), dtype=tf.int32)
     coins = tf.random.stateless_uniform([num_layers], sign_seed, minval=0, maxval=2, dtype=tf.int32)
     return indices, tf.cast(2 * coins - 1, tf.float32)
 
@@ -200,16 +196,10 @@ def randaugment(
     Returns:
         uint8 `[height, width, 3]`.
     """
-    if (
-        isinstance(num_layers, bool)
-        or not isinstance(num_layers, numbers.Integral)
-        or num_layers < 0
-    ):
+    if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or num_layers < 0:
         raise ValueError(f"`num_layers` (={num_layers!r}) must be a non-negative integer.")
     if not isinstance(magnitude, numbers.Real) or not 0 <= magnitude <= MAX_MAGNITUDE:
-        raise ValueError(
-            f"`magnitude` (={magnitude!r}) must be a number in [0, {MAX_MAGNITUDE:g}]."
-        )
+        raise ValueError(f"`magnitude` (={magnitude!r}) must be a number in [0, {MAX_MAGNITUDE:g}].")
     if image.shape.rank != 3 or image.shape[-1] != 3:
         raise ValueError(f"`image` must be RGB `[height, width, 3]`; got shape {image.shape}.")
     level = tf.constant(magnitude / MAX_MAGNITUDE, tf.float32)

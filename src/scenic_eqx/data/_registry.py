@@ -193,9 +193,7 @@ def _prepared_builder(name: str, entry: _Entry, data_dir: str | None):
         if entry.local_builder_module is None:
             raise not_prepared(name, builder, data_dir)
         # Generated from files already on disk; nothing is downloaded.
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return builder
 
 
@@ -341,9 +339,7 @@ def get_dataset(
     eval_options = {k: v for k, v in kwargs.items() if k in _EVAL_OPTIONS}
 
     def eval_batches(split: str) -> _pipeline.EvalBatches:
-        return _pipeline.eval_batches(
-            builder, split, batch_size=eval_batch_size, **hosts, **eval_options
-        )
+        return _pipeline.eval_batches(builder, split, batch_size=eval_batch_size, **hosts, **eval_options)
 
     train_split, valid_split = entry.train, entry.valid
     if valid_fraction is not None:

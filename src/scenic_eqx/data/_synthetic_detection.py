@@ -18,8 +18,13 @@ from ._checks import check_process
 from ._dataset import Dataset
 from ._holdout import check_valid_fraction, held_out_arrays
 from ._in_memory import EvalBatches, train_batches
-from ._synthetic_segmentation import CLASS_NAMES as _SEGMENTATION_CLASSES
-from ._synthetic_segmentation import MAX_SHAPES, check_options, sample_example, shape_mask
+from ._synthetic_segmentation import (
+    CLASS_NAMES as _SEGMENTATION_CLASSES,
+    MAX_SHAPES,
+    check_options,
+    sample_example,
+    shape_mask,
+)
 
 CLASS_NAMES = _SEGMENTATION_CLASSES[1:]  # No background class in detection.
 

@@ -169,9 +169,7 @@ def check_options(
     """The options of a synthetic shapes dataset, checked; a ValueError names a bad one."""
     image_size = check_positive_int("image_size", image_size)
     if image_size < 8:
-        raise ValueError(
-            f"`image_size` (={image_size}) must be at least 8. Received: {image_size}."
-        )
+        raise ValueError(f"`image_size` (={image_size}) must be at least 8. Received: {image_size}.")
     num_train_examples = check_positive_int("num_train_examples", num_train_examples)
     num_test_examples = check_positive_int("num_test_examples", num_test_examples)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -157,7 +157,9 @@ def video_tfrecord_dataset(
         return {"inputs": tf.reshape(views, shape), "label": tf.cast(label, tf.int32)}
 
     hosts = {"process_index": process_index, "process_count": process_count}
-    train_ds, train_counts = _host_share(*splits["train_files"], **hosts, train=True, shuffle_seed=shuffle_seed)
+    train_ds, train_counts = _host_share(
+        *splits["train_files"], **hosts, train=True, shuffle_seed=shuffle_seed
+    )
     if train_counts[process_index] == 0:
         raise ValueError(
             f"`train_files` hold {sum(splits['train_files'][1])} videos: none for host "

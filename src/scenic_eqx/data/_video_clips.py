@@ -16,9 +16,7 @@ def _max_offset(video_length: tf.Tensor, num_frames: int, stride: int) -> tf.Ten
     return tf.maximum(tf.cast(video_length, tf.int32) - span, 0)
 
 
-def clip_indices(
-    video_length: tf.Tensor, offset: tf.Tensor, num_frames: int, stride: int
-) -> tf.Tensor:
+def clip_indices(video_length: tf.Tensor, offset: tf.Tensor, num_frames: int, stride: int) -> tf.Tensor:
     """Frame indices `[num_frames]` (int32) of the clip starting at `offset`, looping."""
     steps = offset + tf.range(num_frames, dtype=tf.int32) * stride
     return steps % tf.cast(video_length, tf.int32)
@@ -64,19 +62,13 @@ def crop(clip: tf.Tensor, top: tf.Tensor, left: tf.Tensor, size: tuple[int, int]
     return tf.slice(clip, tf.stack([0, top, left, 0]), tf.stack([-1, size[0], size[1], -1]))
 
 
-def random_crop_and_flip(
-    clip: tf.Tensor, size: tuple[int, int], seed: tf.Tensor, *, flip: bool
-) -> tf.Tensor:
+def random_crop_and_flip(clip: tf.Tensor, size: tuple[int, int], seed: tf.Tensor, *, flip: bool) -> tf.Tensor:
     """One random `size` crop of `clip` `[time, h, w, c]`, mirrored left-right with
     probability 1/2 if `flip`: the same window and the same flip for every frame."""
     top_seed, left_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     shape = tf.shape(clip)
-    top = tf.random.stateless_uniform(
-        [], top_seed, minval=0, maxval=shape[1] - size[0] + 1, dtype=tf.int32
-    )
-    left = tf.random.stateless_uniform(
-        [], left_seed, minval=0, maxval=shape[2] - size[1] + 1, dtype=tf.int32
-    )
+    top = tf.random.stateless_uniform([], top_seed, minval=0, maxval=shape[1] - size[0] + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], left_seed, minval=0, maxval=shape[2] - size[1] + 1, dtype=tf.int32)
     clip = crop(clip, top, left, size)
     if flip:
         mirrored = tf.random.stateless_uniform([], flip_seed) < 0.5

@@ -99,19 +99,15 @@ def _diagnose(path: str) -> None:
         context = example.context.feature
         if LABEL_KEY not in context:
             raise ValueError(
-                f"{where} has no context feature {LABEL_KEY!r}; it has "
-                f"{sorted(context) or 'none'}."
+                f"{where} has no context feature {LABEL_KEY!r}; it has {sorted(context) or 'none'}."
             )
         label = context[LABEL_KEY]
         if label.WhichOneof("kind") != "int64_list" or len(label.int64_list.value) != 1:
-            raise ValueError(
-                f"{where}: context feature {LABEL_KEY!r} must hold one int64; got {label}."
-            )
+            raise ValueError(f"{where}: context feature {LABEL_KEY!r} must hold one int64; got {label}.")
         feature_lists = example.feature_lists.feature_list
         if IMAGE_KEY not in feature_lists:
             raise ValueError(
-                f"{where} has no feature list {IMAGE_KEY!r}; it has "
-                f"{sorted(feature_lists) or 'none'}."
+                f"{where} has no feature list {IMAGE_KEY!r}; it has {sorted(feature_lists) or 'none'}."
             )
         for frame_index, frame in enumerate(feature_lists[IMAGE_KEY].feature):
             if frame.WhichOneof("kind") != "bytes_list" or len(frame.bytes_list.value) != 1:

@@ -9,7 +9,7 @@ from .._extras import require
 
 require("tensorflow", "data", "scenic_eqx.data.ops")
 
-from ._preprocess import (  # noqa: E402
+from ._preprocess import (
     CIFAR10_MEAN as CIFAR10_MEAN,
     CIFAR10_STD as CIFAR10_STD,
     CIFAR100_MEAN as CIFAR100_MEAN,
@@ -33,4 +33,4 @@ from ._preprocess import (  # noqa: E402
     split_seed as split_seed,
     value_range as value_range,
 )
-from ._randaugment import randaugment as randaugment  # noqa: E402
+from ._randaugment import randaugment as randaugment

@@ -3,7 +3,7 @@
 from ._accumulate import accumulate_gradients as accumulate_gradients
 from ._apply import apply_model as apply_model
 from ._batch_checks import check_batch as check_batch
-from ._checkpoint import CheckpointSaveError as CheckpointSaveError, Checkpointer as Checkpointer
+from ._checkpoint import Checkpointer as Checkpointer, CheckpointSaveError as CheckpointSaveError
 from ._ema import ema_model as ema_model, params_ema as params_ema, with_params_ema as with_params_ema
 from ._evaluate import evaluate as evaluate
 from ._fine_tuning import (

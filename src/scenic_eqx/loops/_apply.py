@@ -29,9 +29,9 @@ def apply_model(
     keys = None if key is None else jax.random.split(key, batch_size)
     key_axis = None if keys is None else 0
     if model_state is None:
-        outputs = jax.vmap(
-            lambda x, k: model(x, key=k), in_axes=(0, key_axis), axis_name="batch"
-        )(inputs, keys)
+        outputs = jax.vmap(lambda x, k: model(x, key=k), in_axes=(0, key_axis), axis_name="batch")(
+            inputs, keys
+        )
         return outputs, None
     return jax.vmap(
         lambda x, s, k: model(x, s, key=k),

@@ -55,8 +55,8 @@ def check_batch(
     """
     if not isinstance(batch, Mapping):
         raise TypeError(
-            f"{where} must be a dict of arrays (\"inputs\", \"label\", optional "
-            f"\"batch_mask\"). Received: {type(batch).__name__}."
+            f'{where} must be a dict of arrays ("inputs", "label", optional '
+            f'"batch_mask"). Received: {type(batch).__name__}.'
         )
     missing = [key for key in required if key not in batch]
     if missing:
@@ -78,21 +78,18 @@ def check_batch(
             )
         if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
             raise TypeError(
-                f"{where}: every entry must hold numbers or booleans. Received: dtype "
-                f"{dtype} for `{name}`."
+                f"{where}: every entry must hold numbers or booleans. Received: dtype {dtype} for `{name}`."
             )
         if not leaf.shape:
             raise ValueError(
-                f"{where}: every entry must have a leading batch axis. Received: a scalar "
-                f"for `{name}`."
+                f"{where}: every entry must have a leading batch axis. Received: a scalar for `{name}`."
             )
         shapes[name] = tuple(leaf.shape)
     sizes = {shape[0] for shape in shapes.values()}
     if len(sizes) > 1:
         listing = ", ".join(f"`{name}` {shape}" for name, shape in shapes.items())
         raise ValueError(
-            f"{where}: every entry must have the same leading (batch) size. Received: "
-            f"{listing}."
+            f"{where}: every entry must have the same leading (batch) size. Received: {listing}."
         )
     (batch_size,) = sizes
     if "batch_mask" in batch:

@@ -161,7 +161,9 @@ class Checkpointer:
         arrays to the host) and writes in the background.
         """
         if _MANIFEST in items:
-            raise ValueError(f"`{_MANIFEST}` is reserved for the checkpoint's manifest. Received: {sorted(items)}.")
+            raise ValueError(
+                f"`{_MANIFEST}` is reserved for the checkpoint's manifest. Received: {sorted(items)}."
+            )
         import orbax.checkpoint as ocp
 
         self._finish_pending()

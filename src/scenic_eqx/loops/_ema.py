@@ -52,7 +52,9 @@ def params_ema(decay: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def with_params_ema(optimizer: optax.GradientTransformation, decay: float | None) -> optax.GradientTransformation:
+def with_params_ema(
+    optimizer: optax.GradientTransformation, decay: float | None
+) -> optax.GradientTransformation:
     """`optimizer` followed by `params_ema(decay)`, or `optimizer` itself when `decay` is
     `None`: the optimizer `fit(..., ema_decay=decay)` trains with."""
     return optimizer if decay is None else optax.chain(optimizer, params_ema(decay))

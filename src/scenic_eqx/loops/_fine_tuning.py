@@ -39,7 +39,9 @@ def _matching(params: PyTree, patterns: Sequence[str], argument: str) -> PyTree:
         try:
             compiled.append(re.compile(pattern))
         except re.error as error:
-            raise ValueError(f"`{argument}` holds an invalid regular expression. Received: {pattern!r} ({error}).") from None
+            raise ValueError(
+                f"`{argument}` holds an invalid regular expression. Received: {pattern!r} ({error})."
+            ) from None
     used = set()
 
     def matches(path, _) -> bool:

@@ -23,9 +23,9 @@ from ._flat_step import FlatTrainStep, zero_sums
 from ._flops import training_flops_per_example
 from ._input_position import InputPosition
 from ._logging import RunLogger, read_history
-from ._placement import Sharding, init_placed_train_state
 from ._peak_flops import peak_flops_per_device as lookup_peak_flops
 from ._periodic import run_due
+from ._placement import Sharding, init_placed_train_state
 from ._precision import Precision, get_precision
 from ._resume import start_in_workdir
 from ._run_guards import RunGuards
@@ -51,7 +51,14 @@ def count_parameters(model: eqx.Module) -> int:
 
 
 def _check_arguments(
-    num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch, step_timeout_seconds
+    num_steps,
+    log_every,
+    eval_every,
+    checkpoint_every,
+    eval_batches,
+    workdir,
+    steps_per_dispatch,
+    step_timeout_seconds,
 ):
     _check_positive("num_steps", num_steps, optional=False)
     _check_positive("log_every", log_every, optional=False)
@@ -61,9 +68,13 @@ def _check_arguments(
     if eval_every is not None and eval_batches is None:
         raise ValueError(f"`eval_every` (={eval_every}) needs `eval_batches`. Received: eval_batches=None.")
     if checkpoint_every is not None and workdir is None:
-        raise ValueError(f"`checkpoint_every` (={checkpoint_every}) needs a `workdir`. Received: workdir=None.")
+        raise ValueError(
+            f"`checkpoint_every` (={checkpoint_every}) needs a `workdir`. Received: workdir=None."
+        )
     timeout = step_timeout_seconds
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
         raise ValueError(
             f"`step_timeout_seconds` must be a positive number (math.inf: no timeout) or None. "
             f"Received: {timeout!r}."
@@ -294,7 +305,9 @@ def fit(
     history: History = []
     with guards:
         try:
-            for dispatch, (count, last) in enumerate(_dispatches(start_step, num_steps, steps_per_dispatch), 1):
+            for dispatch, (count, last) in enumerate(
+                _dispatches(start_step, num_steps, steps_per_dispatch), 1
+            ):
                 guards.beat(f"loading the batches of step {last}")
                 taken, placed = _next_batches(batches, count, last, num_steps, mesh)
                 guards.started(last)
@@ -346,14 +359,10 @@ def _next_batches(
     leading axis when `count > 1`."""
     taken = list(itertools.islice(batches, count))
     if len(taken) < count:
-        raise ValueError(
-            f"`train_batches` ran out at step {last - count + len(taken) + 1} of {num_steps}."
-        )
+        raise ValueError(f"`train_batches` ran out at step {last - count + len(taken) + 1} of {num_steps}.")
     for step, batch in enumerate(taken, last - count + 1):
         check_batch(batch, where=f"The batch of step {step} from `train_batches`", required=("inputs",))
     if count == 1:
         return taken, host_batch(taken[0], mesh)
     stack = lambda *xs: jnp.stack(xs) if isinstance(xs[0], jax.Array) else np.stack(xs)  # noqa: E731
     return taken, host_batch(jax.tree.map(stack, *taken), mesh, stacked=True)
-
-

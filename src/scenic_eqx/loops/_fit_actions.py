@@ -62,13 +62,17 @@ class FitActions:
         self.input_position = input_position or InputPosition((), None)
         self.saved_step: int | None = None
 
-    def periodic(self, log_every: int, eval_every: int | None, checkpoint_every: int | None) -> list[Periodic]:
+    def periodic(
+        self, log_every: int, eval_every: int | None, checkpoint_every: int | None
+    ) -> list[Periodic]:
         """The actions to run, in order, with their periods."""
         actions = [Periodic("log", log_every, self.log)]
         if self.eval_batches is not None:
             actions.append(Periodic("evaluate", eval_every, self._paused("evaluation", self.evaluate)))
         if self.checkpointer is not None:
-            actions.append(Periodic("checkpoint", checkpoint_every, self._paused("checkpoint", self.checkpoint)))
+            actions.append(
+                Periodic("checkpoint", checkpoint_every, self._paused("checkpoint", self.checkpoint))
+            )
         return actions
 
     def check_finite(self) -> None:

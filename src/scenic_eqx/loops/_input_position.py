@@ -17,7 +17,9 @@ import jax
 def is_resumable(batches: Iterable) -> bool:
     """Whether `batches` can save and restore its position (duck-typed, so that the
     loops need not import the data package)."""
-    return callable(getattr(batches, "save_state", None)) and callable(getattr(batches, "restore_state", None))
+    return callable(getattr(batches, "save_state", None)) and callable(
+        getattr(batches, "restore_state", None)
+    )
 
 
 class InputPosition:

@@ -38,8 +38,7 @@ def raw_leaves(tree: PyTree) -> list[tuple[str, jax.Array | np.ndarray]]:
     """`(path, array)` of each array of `tree`, typed PRNG keys as their raw key data."""
     leaves = jax.tree_util.tree_flatten_with_path(eqx.filter(tree, eqx.is_array))[0]
     return [
-        (jax.tree_util.keystr(path), jax.random.key_data(x) if _is_typed_key(x) else x)
-        for path, x in leaves
+        (jax.tree_util.keystr(path), jax.random.key_data(x) if _is_typed_key(x) else x) for path, x in leaves
     ]
 
 

@@ -83,9 +83,7 @@ _NAMED: dict[str, tuple[Rule, ...]] = {
 }
 
 
-def device_mesh(
-    model_axis_size: int = 1, devices: Sequence[jax.Device] | np.ndarray | None = None
-) -> Mesh:
+def device_mesh(model_axis_size: int = 1, devices: Sequence[jax.Device] | np.ndarray | None = None) -> Mesh:
     """A 2-D mesh `("data", "model")` of shape `(num_devices // model_axis_size, model_axis_size)`.
 
     By default it spans every device of every host, ordered by host then device id and
@@ -113,11 +111,7 @@ def device_mesh(
     if devices is None:
         devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     devices = list(np.asarray(devices, dtype=object).reshape(-1))
-    if (
-        not isinstance(model_axis_size, int)
-        or model_axis_size < 1
-        or len(devices) % model_axis_size
-    ):
+    if not isinstance(model_axis_size, int) or model_axis_size < 1 or len(devices) % model_axis_size:
         raise ValueError(
             f"`model_axis_size` (={model_axis_size!r}) must be a positive divisor of the "
             f"number of devices (={len(devices)})."
@@ -165,8 +159,7 @@ def _rules(sharding: ShardingChoice) -> list[tuple[re.Pattern, PartitionSpec | s
             compiled.append((re.compile(pattern), spec))
         except re.error as e:
             raise ValueError(
-                f"The pattern of `sharding` rule {pattern!r} is not a valid regular "
-                f"expression ({e})."
+                f"The pattern of `sharding` rule {pattern!r} is not a valid regular expression ({e})."
             ) from None
     return compiled
 
@@ -197,7 +190,11 @@ def _trailing_spec(path: str, shape, spec: PartitionSpec, rule: str, mesh: Mesh)
         size = math.prod(mesh.shape[a] for a in axes)
         if dim % size:
             raise _spec_error(
-                path, shape, spec, rule, mesh,
+                path,
+                shape,
+                spec,
+                rule,
+                mesh,
                 f"dimension {dim} is not divisible by the size of {entry!r} (={size})",
             )
     return PartitionSpec(*full)
@@ -257,7 +254,7 @@ def parameter_shardings(
         if not is_array_like(leaf):
             return None
         name, shape = _path_name(path), tuple(leaf.shape)
-        for pattern, spec in rules:
+        for pattern, spec in rules:  # noqa: B007 (`spec` of the rule that matched)
             if pattern.fullmatch(name):
                 break
         else:

@@ -36,9 +36,7 @@ def _put(x, sharding: JaxSharding) -> jax.Array:
     # without copying it (measured: small arrays), and `np.asarray` of a jax array is a
     # view of its buffer, so plain slices could leave the result in the caller's memory.
     host = np.asarray(x)
-    return jax.make_array_from_callback(
-        host.shape, sharding, lambda index: np.array(host[index])
-    )
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: np.array(host[index]))
 
 
 def place(tree: PyTree, shardings: PyTree | JaxSharding) -> PyTree:
@@ -156,9 +154,7 @@ def init_placed_train_state(
         `(state, replicated)`: the placed state at step 0, and the paths (with shapes)
         of the parameters an `"fsdp"` rule left replicated.
     """
-    abstract = eqx.filter_eval_shape(
-        init_train_state, model, optimizer, key=key, model_state=model_state
-    )
+    abstract = eqx.filter_eval_shape(init_train_state, model, optimizer, key=key, model_state=model_state)
     shardings, replicated = train_state_shardings(
         abstract, optimizer, mesh, sharding, fsdp_min_size=fsdp_min_size
     )

@@ -137,4 +137,3 @@ def _has_preemption_service() -> bool:
 def _say(message: str) -> None:
     # A signal handler may run while the main thread holds `sys.stderr`'s lock.
     os.write(2, f"\n{message}\n".encode())
-

@@ -129,7 +129,9 @@ def describe(
     before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], me: int, count: int
 ) -> str:
     """The report of two readings of the board (`{process: (tick, step)}`)."""
-    silent = [p for p in range(count) if p != me and (p not in after or after[p][0] == before.get(p, (None,))[0])]
+    silent = [
+        p for p in range(count) if p != me and (p not in after or after[p][0] == before.get(p, (None,))[0])
+    ]
     steps = {p: after[p][1] for p in after}
     alive = [p for p in steps if p not in silent]
     newest = max((steps[p] for p in alive), default=-1)

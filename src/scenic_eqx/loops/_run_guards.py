@@ -35,7 +35,9 @@ class RunGuards:
         self._board = ProgressBoard(index, count) if count > 1 else None
         if step_timeout_seconds is None and count > 1:
             step_timeout_seconds = MULTI_PROCESS_STEP_TIMEOUT
-        self.watchdog = StepWatchdog(step_timeout_seconds, process_index=index, process_count=count, board=self._board)
+        self.watchdog = StepWatchdog(
+            step_timeout_seconds, process_index=index, process_count=count, board=self._board
+        )
         self._preemption = PreemptionWatch(handle_sigint=handle_sigint)
 
     def __enter__(self) -> "RunGuards":

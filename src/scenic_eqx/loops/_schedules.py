@@ -20,15 +20,10 @@ def _check_steps(num_steps: int, warmup_steps: int) -> None:
         raise ValueError(f"`num_steps` (={num_steps}) must be positive")
     _check_non_negative("warmup_steps", warmup_steps)
     if warmup_steps > num_steps:
-        raise ValueError(
-            f"`warmup_steps` (={warmup_steps}) must not exceed `num_steps` "
-            f"(={num_steps})"
-        )
+        raise ValueError(f"`warmup_steps` (={warmup_steps}) must not exceed `num_steps` (={num_steps})")
 
 
-def _with_warmup(
-    base_learning_rate: float, warmup_steps: int, after: optax.Schedule
-) -> optax.Schedule:
+def _with_warmup(base_learning_rate: float, warmup_steps: int, after: optax.Schedule) -> optax.Schedule:
     """`after` (counted from the end of warmup), preceded by a linear warmup."""
     if warmup_steps == 0:
         return after
@@ -92,9 +87,7 @@ def warmup_linear_decay(
     if decay_steps == 0:
         decay = optax.constant_schedule(end_learning_rate)
     else:
-        decay = optax.linear_schedule(
-            base_learning_rate, end_learning_rate, decay_steps
-        )
+        decay = optax.linear_schedule(base_learning_rate, end_learning_rate, decay_steps)
     return _with_warmup(base_learning_rate, warmup_steps, decay)
 
 
@@ -121,8 +114,7 @@ def warmup_rsqrt_decay(
     if timescale is None:
         if warmup_steps == 0:
             raise ValueError(
-                "`timescale` must be given when `warmup_steps` (=0) is 0; it "
-                "defaults to `warmup_steps`"
+                "`timescale` must be given when `warmup_steps` (=0) is 0; it defaults to `warmup_steps`"
             )
         timescale = warmup_steps
     if timescale <= 0:
@@ -147,9 +139,7 @@ def constant(base_learning_rate: float, *, warmup_steps: int = 0) -> optax.Sched
         An `optax.Schedule`.
     """
     _check_non_negative("warmup_steps", warmup_steps)
-    return _with_warmup(
-        base_learning_rate, warmup_steps, optax.constant_schedule(base_learning_rate)
-    )
+    return _with_warmup(base_learning_rate, warmup_steps, optax.constant_schedule(base_learning_rate))
 
 
 def clip_by_global_norm(

@@ -82,7 +82,12 @@ def make_train_step(
             )
         else:
             loss, grads, model_state, metrics = accumulate_gradients(
-                loss_grads_and_metrics, params, static, state.model_state, batch, key,
+                loss_grads_and_metrics,
+                params,
+                static,
+                state.model_state,
+                batch,
+                key,
                 accumulate_steps,
             )
         updates, opt_state = optimizer.update(grads, state.opt_state, params)

@@ -1,28 +1,33 @@
 """Equinox modules: layers and the baseline model families, a name registry."""
 
-from ._attention import MultiHeadDotProductAttention as MultiHeadDotProductAttention
-from ._attention import attend as attend
-from ._attention import dot_product_attention_core as dot_product_attention_core
+from ._attention import (
+    MultiHeadDotProductAttention as MultiHeadDotProductAttention,
+    attend as attend,
+    dot_product_attention_core as dot_product_attention_core,
+)
 from ._batch_norm import BatchNorm as BatchNorm
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
-from ._detr import DETR as DETR
 from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock
+from ._detr import DETR as DETR
 from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
-from ._encoder_decoder import TRANSFORMER_VARIANTS as TRANSFORMER_VARIANTS
-from ._encoder_decoder import TransformerEncoderDecoder as TransformerEncoderDecoder
-from ._encoder_decoder import posemb_sincos_1d as posemb_sincos_1d
+from ._encoder_decoder import (
+    TRANSFORMER_VARIANTS as TRANSFORMER_VARIANTS,
+    TransformerEncoderDecoder as TransformerEncoderDecoder,
+    posemb_sincos_1d as posemb_sincos_1d,
+)
 from ._flops import forward_flops as forward_flops
 from ._fully_connected import FullyConnected as FullyConnected
 from ._group_norm import GroupNorm as GroupNorm
 from ._layer_norm import LayerNorm as LayerNorm, normalize as normalize
 from ._map_head import MAPHead as MAPHead
-from ._mixer import MIXER_VARIANTS as MIXER_VARIANTS
-from ._mixer import MixerBlock as MixerBlock, MlpMixer as MlpMixer
+from ._mixer import MIXER_VARIANTS as MIXER_VARIANTS, MixerBlock as MixerBlock, MlpMixer as MlpMixer
 from ._mlp_block import MlpBlock as MlpBlock, gelu as gelu
 from ._patch_embedding import PatchEmbedding as PatchEmbedding
-from ._position_embedding import LearnedPositionEmbedding as LearnedPositionEmbedding
-from ._position_embedding import SinCos2DPositionEmbedding as SinCos2DPositionEmbedding
-from ._position_embedding import posemb_sincos_2d as posemb_sincos_2d
+from ._position_embedding import (
+    LearnedPositionEmbedding as LearnedPositionEmbedding,
+    SinCos2DPositionEmbedding as SinCos2DPositionEmbedding,
+    posemb_sincos_2d as posemb_sincos_2d,
+)
 from ._registry import create as create, list_models as list_models, register as register
 from ._remat import REMAT_POLICIES as REMAT_POLICIES
 from ._resnet import RESNET_VARIANTS as RESNET_VARIANTS, ResNet as ResNet

@@ -178,8 +178,11 @@ class MultiHeadDotProductAttention(eqx.Module):
             keep = kept.astype(q.dtype) / (1 - self.dropout_rate)
         if _use_cudnn(q, mask, keep):
             o = jax.nn.dot_product_attention(
-                q.transpose(1, 0, 2), k.transpose(1, 0, 2), v.transpose(1, 0, 2),
-                scale=1.0, implementation="cudnn",
+                q.transpose(1, 0, 2),
+                k.transpose(1, 0, 2),
+                v.transpose(1, 0, 2),
+                scale=1.0,
+                implementation="cudnn",
             ).transpose(1, 0, 2)
         else:
             o = dot_product_attention_core(q, k, v, mask, keep)

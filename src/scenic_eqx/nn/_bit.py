@@ -44,9 +44,7 @@ class PreActBottleneck(eqx.Module):
     conv3: StdConv2d
     downsample: StdConv2d | None
 
-    def __init__(
-        self, in_channels: int, width: int, stride: int, num_groups: int, *, key: PRNGKeyArray
-    ):
+    def __init__(self, in_channels: int, width: int, stride: int, num_groups: int, *, key: PRNGKeyArray):
         k1, k2, k3, k4 = jax.random.split(key, 4)
         out_channels = 4 * width
         self.norm1 = GroupNorm(num_groups, in_channels)
@@ -56,9 +54,7 @@ class PreActBottleneck(eqx.Module):
         self.norm3 = GroupNorm(num_groups, width)
         self.conv3 = StdConv2d(width, out_channels, 1, key=k3)
         changes_shape = stride != 1 or in_channels != out_channels
-        self.downsample = (
-            StdConv2d(in_channels, out_channels, 1, stride, key=k4) if changes_shape else None
-        )
+        self.downsample = StdConv2d(in_channels, out_channels, 1, stride, key=k4) if changes_shape else None
 
     def __call__(self, x: Float[Array, "c h w"]) -> Float[Array, "c2 h2 w2"]:
         x_pre = jax.nn.relu(self.norm1(x))
@@ -162,9 +158,7 @@ class BiTResNet(eqx.Module):
             blocks = []
             for j in range(num_blocks):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(
-                    PreActBottleneck(channels, width * 2**i, stride, num_groups, key=next(keys))
-                )
+                blocks.append(PreActBottleneck(channels, width * 2**i, stride, num_groups, key=next(keys)))
                 channels = 4 * width * 2**i
             stages.append(BiTStage(tuple(blocks), remat_policy))
         self.stages = tuple(stages)

@@ -58,16 +58,17 @@ class DecoderBlock(eqx.Module):
         k_self, k_cross, k_mlp = jax.random.split(key, 3)
         rate = attention_dropout_rate
         self.norm1 = LayerNorm(dim, eps=layer_norm_eps)
-        self.self_attention = MultiHeadDotProductAttention(
-            dim, num_heads, dropout_rate=rate, key=k_self
-        )
+        self.self_attention = MultiHeadDotProductAttention(dim, num_heads, dropout_rate=rate, key=k_self)
         self.norm2 = LayerNorm(dim, eps=layer_norm_eps)
         self.cross_attention = MultiHeadDotProductAttention(
             dim, num_heads, kv_dim=memory_dim, dropout_rate=rate, key=k_cross
         )
         self.norm3 = LayerNorm(dim, eps=layer_norm_eps)
         self.mlp = MlpBlock(
-            dim, mlp_dim, dropout_rate=dropout_rate, gelu_approximate=gelu_approximate,
+            dim,
+            mlp_dim,
+            dropout_rate=dropout_rate,
+            gelu_approximate=gelu_approximate,
             key=k_mlp,
         )
         self.dropout = eqx.nn.Dropout(dropout_rate)
@@ -96,8 +97,12 @@ class DecoderBlock(eqx.Module):
         x = x + self.dropout(y, key=keys[1])
         h = self.norm2(x)
         y = attend(
-            self.cross_attention, _plus(h, query_pos), _plus(memory, memory_pos), memory,
-            memory_mask, key=keys[2],
+            self.cross_attention,
+            _plus(h, query_pos),
+            _plus(memory, memory_pos),
+            memory,
+            memory_mask,
+            key=keys[2],
         )
         x = x + self.dropout(y, key=keys[3])
         return x + self.mlp(self.norm3(x), key=keys[4])
@@ -140,9 +145,14 @@ class Decoder(eqx.Module):
             raise ValueError(f"`num_layers` (={num_layers}) must be at least 1")
         self.blocks = tuple(
             DecoderBlock(
-                dim, num_heads, mlp_dim, memory_dim=memory_dim, dropout_rate=dropout_rate,
+                dim,
+                num_heads,
+                mlp_dim,
+                memory_dim=memory_dim,
+                dropout_rate=dropout_rate,
                 attention_dropout_rate=attention_dropout_rate,
-                gelu_approximate=gelu_approximate, layer_norm_eps=layer_norm_eps,
+                gelu_approximate=gelu_approximate,
+                layer_norm_eps=layer_norm_eps,
                 key=block_key,
             )
             for block_key in jax.random.split(key, num_layers)
@@ -190,8 +200,13 @@ class Decoder(eqx.Module):
         outputs = []
         for block, block_key in zip(self.blocks, keys):
             x = block(
-                x, memory, self_mask=self_mask, memory_mask=memory_mask,
-                query_pos=query_pos, memory_pos=memory_pos, key=block_key,
+                x,
+                memory,
+                self_mask=self_mask,
+                memory_mask=memory_mask,
+                query_pos=query_pos,
+                memory_pos=memory_pos,
+                key=block_key,
             )
             outputs.append(self.norm(x))
         return jnp.stack(outputs)
@@ -211,6 +226,12 @@ class Decoder(eqx.Module):
         """Runs every block, then the final norm; arguments as in `intermediates`."""
         # The norms of the earlier blocks' outputs are unused: XLA removes them.
         return self.intermediates(
-            x, memory, causal=causal, self_mask=self_mask, memory_mask=memory_mask,
-            query_pos=query_pos, memory_pos=memory_pos, key=key,
+            x,
+            memory,
+            causal=causal,
+            self_mask=self_mask,
+            memory_mask=memory_mask,
+            query_pos=query_pos,
+            memory_pos=memory_pos,
+            key=key,
         )[-1]

@@ -103,17 +103,22 @@ class DETR(eqx.Module):
         key: PRNGKeyArray,
     ):
         for name, value in (
-            ("num_classes", num_classes), ("num_queries", num_queries),
-            ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
+            ("num_classes", num_classes),
+            ("num_queries", num_queries),
+            ("num_encoder_layers", num_encoder_layers),
+            ("num_decoder_layers", num_decoder_layers),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` (={value!r}) must be a positive integer.")
-        k_backbone, k_projection, k_encoder, k_decoder, k_query, k_class, k_box = (
-            jax.random.split(key, 7)
-        )
+        k_backbone, k_projection, k_encoder, k_decoder, k_query, k_class, k_box = jax.random.split(key, 7)
         self.backbone = ResNet(
-            None, backbone_depth, backbone_width, in_channels, backbone_stem,
-            zero_init_residual=False, key=k_backbone,
+            None,
+            backbone_depth,
+            backbone_width,
+            in_channels,
+            backbone_stem,
+            zero_init_residual=False,
+            key=k_backbone,
         )
         if backbone_weights is not None:
             from ._weights import load_weights
@@ -127,7 +132,11 @@ class DETR(eqx.Module):
         )
         self.encoder_norm = LayerNorm(dim)
         self.decoder = Decoder(
-            num_decoder_layers, dim, num_heads, mlp_dim, dropout_rate=dropout_rate,
+            num_decoder_layers,
+            dim,
+            num_heads,
+            mlp_dim,
+            dropout_rate=dropout_rate,
             key=k_decoder,
         )
         # Unit normal, as torch's nn.Embedding that DETR uses for its queries.
@@ -142,9 +151,7 @@ class DETR(eqx.Module):
         state: _State,
         *,
         key: PRNGKeyArray | None = None,
-    ) -> tuple[
-        Float[Array, "tokens dim"], Float[Array, "tokens dim"], Bool[Array, " tokens"] | None, _State
-    ]:
+    ) -> tuple[Float[Array, "tokens dim"], Float[Array, "tokens dim"], Bool[Array, " tokens"] | None, _State]:
         """The encoder's output tokens, their position encoding, which tokens hold image
         (`None` without `mask_zero_padding`) and the updated state."""
         features, state = self.backbone.features(x, state)
@@ -194,8 +201,12 @@ class DETR(eqx.Module):
         memory, pos, valid, state = self.memory(x, state, key=encoder_key)
         queries = self.query_embedding.astype(memory.dtype)
         hidden = self.decoder.intermediates(
-            jnp.zeros_like(queries), memory, memory_mask=valid, query_pos=queries,
-            memory_pos=pos, key=decoder_key,
+            jnp.zeros_like(queries),
+            memory,
+            memory_mask=valid,
+            query_pos=queries,
+            memory_pos=pos,
+            key=decoder_key,
         )
         logits = jax.vmap(lambda h: dense(self.class_head, h))(hidden)
         # Boxes in float32, the sigmoid too: near 1, bfloat16 steps by 2**-8 (3 pixels of

@@ -54,7 +54,10 @@ class EncoderBlock(eqx.Module):
         )
         self.norm2 = LayerNorm(dim, eps=layer_norm_eps)
         self.mlp = MlpBlock(
-            dim, mlp_dim, dropout_rate=dropout_rate, gelu_approximate=gelu_approximate,
+            dim,
+            mlp_dim,
+            dropout_rate=dropout_rate,
+            gelu_approximate=gelu_approximate,
             key=k_mlp,
         )
         self.dropout = eqx.nn.Dropout(dropout_rate)
@@ -142,9 +145,14 @@ class Encoder(eqx.Module):
 
         def make_block(rate: float, block_key: PRNGKeyArray) -> EncoderBlock:
             return EncoderBlock(
-                dim, num_heads, mlp_dim, dropout_rate=dropout_rate,
-                attention_dropout_rate=attention_dropout_rate, drop_path_rate=rate,
-                gelu_approximate=gelu_approximate, layer_norm_eps=layer_norm_eps,
+                dim,
+                num_heads,
+                mlp_dim,
+                dropout_rate=dropout_rate,
+                attention_dropout_rate=attention_dropout_rate,
+                drop_path_rate=rate,
+                gelu_approximate=gelu_approximate,
+                layer_norm_eps=layer_norm_eps,
                 key=block_key,
             )
 
@@ -186,7 +194,11 @@ class Encoder(eqx.Module):
             # The scan body is a loop: XLA cannot merge the recomputation into the
             # forward pass, so no optimisation barrier is needed (`prevent_cse`).
             h = remat_call(
-                block, h, mask, key=block_key, remat_policy=self.remat_policy,
+                block,
+                h,
+                mask,
+                key=block_key,
+                remat_policy=self.remat_policy,
                 prevent_cse=False,
             )
             return h, None

@@ -151,9 +151,7 @@ class TransformerEncoderDecoder(eqx.Module):
     ) -> Float[Array, "tokens dim"]:
         length = tokens.shape[0]
         if length > self.max_len:
-            raise ValueError(
-                f"{name} length (={length}) must be at most `max_len` (={self.max_len})"
-            )
+            raise ValueError(f"{name} length (={length}) must be at most `max_len` (={self.max_len})")
         x = jax.vmap(embedding)(tokens)
         if posemb is None:
             return x + jnp.asarray(posemb_sincos_1d(length, x.shape[-1]), x.dtype)
@@ -208,9 +206,7 @@ class TransformerEncoderDecoder(eqx.Module):
         memory = self.encode(inputs["source"], key=k_encode)
         return self.decode_logits(memory, inputs["source"], inputs["target_in"], key=k_decode)
 
-    def decode(
-        self, source: Int[Array, " source_len"], max_len: int, bos_id: int
-    ) -> Int[Array, " max_len"]:
+    def decode(self, source: Int[Array, " source_len"], max_len: int, bos_id: int) -> Int[Array, " max_len"]:
         """Greedy decoding: at each step, append the most likely next token.
 
         Runs in inference mode (no dropout). Each of the `max_len` steps reruns the
@@ -230,8 +226,7 @@ class TransformerEncoderDecoder(eqx.Module):
         """
         if not 1 <= max_len <= self.max_len:
             raise ValueError(
-                f"`max_len` (={max_len}) must be between 1 and the model's `max_len` "
-                f"(={self.max_len})"
+                f"`max_len` (={max_len}) must be between 1 and the model's `max_len` (={self.max_len})"
             )
         model = eqx.nn.inference_mode(self)
         memory = model.encode(source)

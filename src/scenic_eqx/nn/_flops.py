@@ -65,18 +65,14 @@ def _attention(attention: MultiHeadDotProductAttention, q_len: int, kv_len: int)
 
 def _mlp_block(mlp: MlpBlock, rows: int) -> int:
     hidden = rows * mlp.dense1.weight.shape[-2]
-    return _linear(mlp.dense1, rows) + _GELU[mlp.gelu_approximate] * hidden + _linear(
-        mlp.dense2, rows
-    )
+    return _linear(mlp.dense1, rows) + _GELU[mlp.gelu_approximate] * hidden + _linear(mlp.dense2, rows)
 
 
 def _encoder_block(block: EncoderBlock, tokens: int) -> int:
     dim = block.attention.query.weight.shape[-1]
     residuals = 2 * tokens * dim
     norms = _layer_norm(block.norm1, tokens, dim) + _layer_norm(block.norm2, tokens, dim)
-    return norms + _attention(block.attention, tokens, tokens) + _mlp_block(
-        block.mlp, tokens
-    ) + residuals
+    return norms + _attention(block.attention, tokens, tokens) + _mlp_block(block.mlp, tokens) + residuals
 
 
 def _encoder(encoder: Encoder, tokens: int) -> int:
@@ -85,16 +81,14 @@ def _encoder(encoder: Encoder, tokens: int) -> int:
     if encoder.scan_layers:
         blocks = (blocks,) * len(encoder.drop_path_rates)
     dim = blocks[0].attention.query.weight.shape[-1]
-    return sum(_encoder_block(b, tokens) for b in blocks) + _layer_norm(
-        encoder.norm, tokens, dim
-    )
+    return sum(_encoder_block(b, tokens) for b in blocks) + _layer_norm(encoder.norm, tokens, dim)
 
 
 def _map_head(head: MAPHead, tokens: int, dim: int) -> int:
     """One probe attending to `tokens`, then a residual MLP on it."""
-    return _attention(head.attention, 1, tokens) + _layer_norm(head.norm, 1, dim) + _mlp_block(
-        head.mlp, 1
-    ) + dim
+    return (
+        _attention(head.attention, 1, tokens) + _layer_norm(head.norm, 1, dim) + _mlp_block(head.mlp, 1) + dim
+    )
 
 
 def _embedding(weight_shape: tuple[int, ...], num_patches: int) -> int:
@@ -175,15 +169,11 @@ def _mixer(model: MlpMixer, input_shape: tuple[int, ...]) -> int:
     return flops + _linear(model.head, 1)
 
 
-def _valid_taps(
-    size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int
-) -> tuple[int, int]:
+def _valid_taps(size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int) -> tuple[int, int]:
     """Kernel taps that land inside the input, over all outputs, and the number of
     outputs, along one axis."""
     out = (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
-    taps = sum(
-        0 <= o * stride - pad[0] + k * dilation < size for k in range(kernel) for o in range(out)
-    )
+    taps = sum(0 <= o * stride - pad[0] + k * dilation < size for k in range(kernel) for o in range(out))
     return taps, out
 
 
@@ -218,7 +208,12 @@ def _conv2d(conv: eqx.nn.Conv2d, shape: tuple[int, int, int]):
         window = [d * (k - 1) + 1 for k, d in zip(conv.kernel_size, conv.dilation)]
         padding = jax.lax.padtype_to_pads(shape[1:], window, conv.stride, padding)
     return _convolution(
-        conv.weight.shape, conv.stride, padding, conv.dilation, conv.groups, conv.use_bias,
+        conv.weight.shape,
+        conv.stride,
+        padding,
+        conv.dilation,
+        conv.groups,
+        conv.use_bias,
         shape,
     )
 
@@ -366,34 +361,27 @@ def forward_flops(model: eqx.Module, input_shape: Sequence[int]) -> int:
     if rule is None:
         supported = ", ".join(t.__name__ for t in _RULES)
         raise TypeError(
-            f"`model` (a {type(model).__name__}) has no FLOP-counting rule; supported: "
-            f"{supported}"
+            f"`model` (a {type(model).__name__}) has no FLOP-counting rule; supported: {supported}"
         )
     shape = tuple(input_shape)
     if not shape or not all(
         isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape
     ):
         raise ValueError(
-            f"`input_shape` must be a non-empty sequence of positive ints; Received: "
-            f"{input_shape!r}"
+            f"`input_shape` must be a non-empty sequence of positive ints; Received: {input_shape!r}"
         )
     return int(rule(model, tuple(int(s) for s in shape)))
 
 
 def _check_shape(received: tuple[int, ...], expected: tuple[int, ...], name: str) -> None:
     if received != expected:
-        raise ValueError(
-            f"`input_shape` must be {expected} for this {name}; Received: {received}"
-        )
+        raise ValueError(f"`input_shape` must be {expected} for this {name}; Received: {received}")
 
 
-def _channels_first(
-    input_shape: tuple[int, ...], channels: int, name: str
-) -> tuple[int, int, int]:
+def _channels_first(input_shape: tuple[int, ...], channels: int, name: str) -> tuple[int, int, int]:
     if len(input_shape) != 3 or input_shape[2] != channels:
         raise ValueError(
-            f"`input_shape` must be (height, width, {channels}) for this {name}; "
-            f"Received: {input_shape}"
+            f"`input_shape` must be (height, width, {channels}) for this {name}; Received: {input_shape}"
         )
     height, width, _ = input_shape
     return channels, height, width

@@ -34,8 +34,7 @@ class FullyConnected(eqx.Module):
         sizes = [int(jnp.prod(jnp.array(input_shape))), *hidden_sizes]
         keys = jax.random.split(key, len(hidden_sizes) + 1)
         self.hidden = tuple(
-            eqx.nn.Linear(n_in, n_out, key=k)
-            for n_in, n_out, k in zip(sizes[:-1], sizes[1:], keys[:-1])
+            eqx.nn.Linear(n_in, n_out, key=k) for n_in, n_out, k in zip(sizes[:-1], sizes[1:], keys[:-1])
         )
         self.head = eqx.nn.Linear(sizes[-1], num_classes, key=keys[-1])
 

@@ -32,17 +32,13 @@ class GroupNorm(eqx.Module):
 
     def __init__(self, num_groups: int, channels: int, eps: float = 1e-5):
         if channels % num_groups:
-            raise ValueError(
-                f"`channels` (={channels}) must be divisible by `num_groups` (={num_groups})."
-            )
+            raise ValueError(f"`channels` (={channels}) must be divisible by `num_groups` (={num_groups}).")
         self.weight = jnp.ones(channels)
         self.bias = jnp.zeros(channels)
         self.num_groups = num_groups
         self.eps = eps
 
-    def __call__(
-        self, x: Float[Array, "channels height width"]
-    ) -> Float[Array, "channels height width"]:
+    def __call__(self, x: Float[Array, "channels height width"]) -> Float[Array, "channels height width"]:
         """Normalises one channels-first map, then scales and shifts each channel."""
         grouped = x.reshape(self.num_groups, -1)
         y = normalize(grouped, self.eps).reshape(x.shape)

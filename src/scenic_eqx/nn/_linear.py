@@ -14,7 +14,10 @@ def linear(weight: Array, bias: Array | None) -> eqx.nn.Linear:
     """
     out_features, in_features = weight.shape
     abstract = eqx.filter_eval_shape(
-        eqx.nn.Linear, in_features, out_features, use_bias=bias is not None,
+        eqx.nn.Linear,
+        in_features,
+        out_features,
+        use_bias=bias is not None,
         key=jax.random.key(0),
     )
     if bias is None:

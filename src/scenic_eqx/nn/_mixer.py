@@ -38,8 +38,11 @@ _WIDTHS = {
 
 MIXER_VARIANTS: dict[str, dict[str, int]] = {
     f"{name}/{patch}": {
-        "patch_size": patch, "hidden_size": hidden, "num_layers": layers,
-        "tokens_mlp_dim": tokens_mlp, "channels_mlp_dim": channels_mlp,
+        "patch_size": patch,
+        "hidden_size": hidden,
+        "num_layers": layers,
+        "tokens_mlp_dim": tokens_mlp,
+        "channels_mlp_dim": channels_mlp,
     }
     for name, patches in (("S", (16, 32)), ("B", (16, 32)), ("L", (16, 32)), ("H", (14,)))
     for hidden, layers, tokens_mlp, channels_mlp in [_WIDTHS[name]]
@@ -156,9 +159,13 @@ class MlpMixer(eqx.Module):
         self.stem = PatchEmbedding(in_channels, hidden_size, patch, key=k_stem)
         self.blocks = tuple(
             MixerBlock(
-                num_tokens, hidden_size, tokens_mlp_dim, channels_mlp_dim,
+                num_tokens,
+                hidden_size,
+                tokens_mlp_dim,
+                channels_mlp_dim,
                 drop_path_rate=stochastic_depth * i / max(num_layers - 1, 1),
-                gelu_approximate=gelu_approximate, key=k,
+                gelu_approximate=gelu_approximate,
+                key=k,
             )
             for i, k in enumerate(k_blocks)
         )
@@ -170,9 +177,7 @@ class MlpMixer(eqx.Module):
         self, x: Float[Array, "height width channels"], *, key: PRNGKeyArray | None = None
     ) -> dict[str, Array]:
         """Named intermediates: `stem`, `encoder_out`, `pre_logits` and `logits`."""
-        check_image(
-            x, model="MlpMixer", in_channels=self.stem.weight.shape[1], image_size=self.image_size
-        )
+        check_image(x, model="MlpMixer", in_channels=self.stem.weight.shape[1], image_size=self.image_size)
         keys = [None] * len(self.blocks) if key is None else jax.random.split(key, len(self.blocks))
         out = {"stem": self.stem(x)}
         h = out["stem"]

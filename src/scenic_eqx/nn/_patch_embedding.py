@@ -12,9 +12,7 @@ def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     """`value` as a `(height, width)` pair of positive ints."""
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(
-            f"`{name}` must be a positive int or a pair of them. Received: {value!r}."
-        )
+        raise ValueError(f"`{name}` must be a positive int or a pair of them. Received: {value!r}.")
     return pair
 
 
@@ -47,23 +45,18 @@ class PatchEmbedding(eqx.Module):
         self.patch_size = _pair(patch_size, "patch_size")
         # LeCun normal over the fan-in of one patch, as Flax's default for convolutions
         # but not truncated: the truncated sampler takes seconds to compile on CPU.
-        init = jax.nn.initializers.variance_scaling(
-            1.0, "fan_in", "normal", in_axis=(1, 2, 3), out_axis=0
-        )
+        init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(1, 2, 3), out_axis=0)
         self.weight = init(key, (dim, in_channels, *self.patch_size))
         self.bias = jnp.zeros((dim,))
 
-    def __call__(
-        self, x: Float[Array, "height width channels"]
-    ) -> Float[Array, "tokens dim"]:
+    def __call__(self, x: Float[Array, "height width channels"]) -> Float[Array, "tokens dim"]:
         """Tokens of the patches in row-major order: `height/ph * width/pw` of them."""
         check_image(x, model="PatchEmbedding", in_channels=self.weight.shape[1])
         height, width, channels = x.shape
         ph, pw = self.patch_size
         if height % ph or width % pw:
             raise ValueError(
-                f"The image size must be divisible by `patch_size` (={ph}x{pw}). "
-                f"Received: {height}x{width}."
+                f"The image size must be divisible by `patch_size` (={ph}x{pw}). Received: {height}x{width}."
             )
         patches = x.reshape(height // ph, ph, width // pw, pw, channels)
         tokens = jnp.einsum("aibjc,dcij->abd", patches, self.weight.astype(x.dtype))

@@ -44,16 +44,12 @@ def posemb_sincos_2d(
         A numpy array `[height * width, dim]` (a constant under `jit`).
     """
     if dim % 4 or dim < 8:
-        raise ValueError(
-            f"`dim` (={dim}) must be a multiple of 4, at least 8, for the 2-D sin-cos embedding"
-        )
+        raise ValueError(f"`dim` (={dim}) must be a multiple of 4, at least 8, for the 2-D sin-cos embedding")
     y, x = np.mgrid[:height, :width]
     omega = 1.0 / temperature ** (np.arange(dim // 4) / (dim // 4 - 1))
     y = y.reshape(-1, 1) * omega[None]
     x = x.reshape(-1, 1) * omega[None]
-    return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1).astype(
-        np.float32
-    )
+    return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1).astype(np.float32)
 
 
 class SinCos2DPositionEmbedding(eqx.Module):

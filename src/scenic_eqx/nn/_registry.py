@@ -48,8 +48,14 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def register(name: str, constructor: Callable[..., eqx.Module] | None = None, /, *,
-             overwrite: bool = False, **variant_kwargs: Any):
+def register(
+    name: str,
+    constructor: Callable[..., eqx.Module] | None = None,
+    /,
+    *,
+    overwrite: bool = False,
+    **variant_kwargs: Any,
+):
     """Registers a model under `name`, so that configs and `create` find it.
 
     As a decorator, `@nn.register("my_net", depth=4)` on a class or a function; as a
@@ -134,18 +140,18 @@ def create(
         close = difflib.get_close_matches(str(name), _MODELS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
-            f"Unknown model `name`.{hint} Known models: {', '.join(list_models())}. "
-            f"Received: {name!r}."
+            f"Unknown model `name`.{hint} Known models: {', '.join(list_models())}. Received: {name!r}."
         )
     if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
-        or num_classes < 1
+        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1
     ):
         raise ValueError(f"`num_classes` must be a positive integer. Received: {num_classes!r}.")
     constructor, variant = _MODELS[name]
     accepted = inspect.signature(constructor).parameters
     open_ended = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
-    valid = [a for a, p in accepted.items() if a not in ("self", "num_classes", "key") and p.kind != p.VAR_KEYWORD]
+    valid = [
+        a for a, p in accepted.items() if a not in ("self", "num_classes", "key") and p.kind != p.VAR_KEYWORD
+    ]
     for argument in overrides:
         if argument not in valid and not open_ended:
             close = difflib.get_close_matches(argument, valid, n=1, cutoff=0.5)

@@ -47,14 +47,11 @@ def check_remat_policy(remat_policy: Any) -> str | None:
     Raises:
         ValueError: for any other value, naming the valid ones.
     """
-    if remat_policy is None or (
-        isinstance(remat_policy, str) and remat_policy in REMAT_POLICIES
-    ):
+    if remat_policy is None or (isinstance(remat_policy, str) and remat_policy in REMAT_POLICIES):
         return remat_policy
     valid = ", ".join(repr(name) for name in REMAT_POLICIES)
     raise ValueError(
-        f"`remat_policy` must be None (no rematerialisation) or one of {valid}; "
-        f"Received: {remat_policy!r}"
+        f"`remat_policy` must be None (no rematerialisation) or one of {valid}; Received: {remat_policy!r}"
     )
 
 
@@ -89,7 +86,5 @@ def remat_call(
     """
     if remat_policy is None:
         return module(*args, **kwargs)
-    checkpointed = eqx.filter_checkpoint(
-        _call, prevent_cse=prevent_cse, policy=REMAT_POLICIES[remat_policy]
-    )
+    checkpointed = eqx.filter_checkpoint(_call, prevent_cse=prevent_cse, policy=REMAT_POLICIES[remat_policy])
     return checkpointed(module, *args, **kwargs)

@@ -121,9 +121,7 @@ class Bottleneck(eqx.Module):
         self.conv3 = _conv(width, out_channels, 1, key=k3)
         self.norm3 = _batch_norm(out_channels, zero_init_residual)
         changes_shape = stride != 1 or in_channels != out_channels
-        self.downsample = (
-            Downsample(in_channels, out_channels, stride, key=k4) if changes_shape else None
-        )
+        self.downsample = Downsample(in_channels, out_channels, stride, key=k4) if changes_shape else None
 
     def __call__(self, x: Float[Array, "c h w"], state: _State) -> tuple[Array, _State]:
         shortcut = x
@@ -246,15 +244,11 @@ class ResNet(eqx.Module):
             blocks = []
             for j in range(num_blocks):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(
-                    block_type(channels, width * 2**i, stride, zero_init_residual, key=next(keys))
-                )
+                blocks.append(block_type(channels, width * 2**i, stride, zero_init_residual, key=next(keys)))
                 channels = width * 2**i * block_type.expansion
             stages.append(ResNetStage(tuple(blocks), remat_policy))
         self.stages = tuple(stages)
-        self.head = (
-            None if num_classes is None else eqx.nn.Linear(channels, num_classes, key=head_key)
-        )
+        self.head = None if num_classes is None else eqx.nn.Linear(channels, num_classes, key=head_key)
 
     def features(
         self, x: Float[Array, "height width channels"], state: _State

@@ -41,9 +41,7 @@ class SimpleCNN(eqx.Module):
         )
         self.head = eqx.nn.Linear(channels[-1], num_classes, key=keys[-1])
 
-    def features(
-        self, x: Float[Array, "height width channels"]
-    ) -> dict[str, Array]:
+    def features(self, x: Float[Array, "height width channels"]) -> dict[str, Array]:
         """Named intermediates: each conv block's map (channels last) and the pooled vector."""
         in_channels = self.convs[0].weight.shape[1] if self.convs else self.head.in_features
         check_image(x, model="SimpleCNN", in_channels=in_channels)

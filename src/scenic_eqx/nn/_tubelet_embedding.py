@@ -12,9 +12,7 @@ def _triple(value: int | tuple[int, int, int], name: str) -> tuple[int, int, int
     """`value` as a `(time, height, width)` triple of positive ints."""
     triple = (value, value, value) if isinstance(value, int) else tuple(value)
     if len(triple) != 3 or not all(isinstance(v, int) and v > 0 for v in triple):
-        raise ValueError(
-            f"`{name}` must be a positive int or a triple of them. Received: {value!r}."
-        )
+        raise ValueError(f"`{name}` must be a positive int or a triple of them. Received: {value!r}.")
     return triple
 
 
@@ -47,9 +45,7 @@ class TubeletEmbedding(eqx.Module):
     ):
         self.tubelet_size = _triple(tubelet_size, "tubelet_size")
         # LeCun normal over the fan-in of one tube, not truncated (as `PatchEmbedding`).
-        init = jax.nn.initializers.variance_scaling(
-            1.0, "fan_in", "normal", in_axis=(1, 2, 3, 4), out_axis=0
-        )
+        init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(1, 2, 3, 4), out_axis=0)
         self.weight = init(key, (dim, in_channels, *self.tubelet_size))
         self.bias = jnp.zeros((dim,))
 
@@ -63,12 +59,12 @@ class TubeletEmbedding(eqx.Module):
             )
         return time // pt, height // ph, width // pw
 
-    def __call__(
-        self, x: Float[Array, "time height width channels"]
-    ) -> Float[Array, "tokens dim"]:
+    def __call__(self, x: Float[Array, "time height width channels"]) -> Float[Array, "tokens dim"]:
         """Tokens of the tubes, time-major then row-major: `nt * nh * nw` of them."""
         check_input(
-            x, ("time", "height", "width", "channels"), model="TubeletEmbedding",
+            x,
+            ("time", "height", "width", "channels"),
+            model="TubeletEmbedding",
             sizes={"channels": (f"`in_channels` (={self.weight.shape[1]})", self.weight.shape[1])},
         )
         nt, nh, nw = self.grid(*x.shape[:3])

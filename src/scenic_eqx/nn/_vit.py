@@ -56,12 +56,13 @@ _WIDTHS = {
 
 VIT_VARIANTS: dict[str, dict[str, int]] = {
     f"{name}/{patch}": {
-        "patch_size": patch, "hidden_size": hidden, "mlp_dim": mlp, "num_heads": heads,
+        "patch_size": patch,
+        "hidden_size": hidden,
+        "mlp_dim": mlp,
+        "num_heads": heads,
         "num_layers": layers,
     }
-    for (name, (hidden, mlp, heads, layers)), patch in itertools.product(
-        _WIDTHS.items(), (8, 14, 16, 32)
-    )
+    for (name, (hidden, mlp, heads, layers)), patch in itertools.product(_WIDTHS.items(), (8, 14, 16, 32))
 }
 """ViT variants by name, e.g. `"B/16"`: width from `_WIDTHS`, patch size after the slash."""
 
@@ -156,20 +157,30 @@ class ViT(eqx.Module):
                 num_prefix + grid[0] * grid[1], hidden_size, key=keys[1]
             )
         else:
-            self.pos_embedding = SinCos2DPositionEmbedding(
-                *grid, hidden_size, num_prefix_tokens=num_prefix
-            )
+            self.pos_embedding = SinCos2DPositionEmbedding(*grid, hidden_size, num_prefix_tokens=num_prefix)
         self.dropout = eqx.nn.Dropout(dropout_rate)
         self.encoder = Encoder(
-            num_layers, hidden_size, num_heads, mlp_dim, dropout_rate=dropout_rate,
-            attention_dropout_rate=attention_dropout_rate, stochastic_depth=stochastic_depth,
-            gelu_approximate=gelu_approximate, layer_norm_eps=layer_norm_eps,
-            scan_layers=scan_layers, remat_policy=remat_policy, key=keys[2],
+            num_layers,
+            hidden_size,
+            num_heads,
+            mlp_dim,
+            dropout_rate=dropout_rate,
+            attention_dropout_rate=attention_dropout_rate,
+            stochastic_depth=stochastic_depth,
+            gelu_approximate=gelu_approximate,
+            layer_norm_eps=layer_norm_eps,
+            scan_layers=scan_layers,
+            remat_policy=remat_policy,
+            key=keys[2],
         )
         self.map_head = (
             MAPHead(
-                hidden_size, num_heads, mlp_dim, gelu_approximate=gelu_approximate,
-                layer_norm_eps=layer_norm_eps, key=keys[3],
+                hidden_size,
+                num_heads,
+                mlp_dim,
+                gelu_approximate=gelu_approximate,
+                layer_norm_eps=layer_norm_eps,
+                key=keys[3],
             )
             if classifier == "map"
             else None
@@ -193,9 +204,7 @@ class ViT(eqx.Module):
             final norm, class token first if any), `pre_logits` (the pooled vector after
             `pre_logits`, if any) and `logits`.
         """
-        check_image(
-            x, model="ViT", in_channels=self.embedding.weight.shape[1], image_size=self.image_size
-        )
+        check_image(x, model="ViT", in_channels=self.embedding.weight.shape[1], image_size=self.image_size)
         k_dropout, k_encoder = (None, None) if key is None else jax.random.split(key)
         out = {"stem": self.embedding(x)}
         h = out["stem"]

@@ -28,7 +28,10 @@ from ._vit import _WIDTHS
 
 VIVIT_VARIANTS: dict[str, dict] = {
     f"{name}/{patch}x2": dict(
-        tubelet_size=(2, patch, patch), hidden_size=hidden, mlp_dim=mlp, num_heads=heads,
+        tubelet_size=(2, patch, patch),
+        hidden_size=hidden,
+        mlp_dim=mlp,
+        num_heads=heads,
         num_layers=layers,
     )
     for name, (hidden, mlp, heads, layers) in _WIDTHS.items()
@@ -136,8 +139,10 @@ class ViViT(eqx.Module):
         self.pos_embedding = LearnedPositionEmbedding(num_cls + spatial_tokens, hidden_size, key=keys[1])
         self.dropout = eqx.nn.Dropout(dropout_rate)
         encoder_kwargs = dict(
-            dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate,
-            stochastic_depth=stochastic_depth, scan_layers=scan_layers,
+            dropout_rate=dropout_rate,
+            attention_dropout_rate=attention_dropout_rate,
+            stochastic_depth=stochastic_depth,
+            scan_layers=scan_layers,
             remat_policy=remat_policy,
         )
         self.encoder = Encoder(num_layers, hidden_size, num_heads, mlp_dim, **encoder_kwargs, key=keys[2])
@@ -164,8 +169,11 @@ class ViViT(eqx.Module):
             Model 2), `pre_logits` (the pooled vector) and `logits`.
         """
         check_image(
-            x, model="ViViT", in_channels=self.embedding.weight.shape[1],
-            image_size=self.input_size[1:], num_frames=self.input_size[0],
+            x,
+            model="ViViT",
+            in_channels=self.embedding.weight.shape[1],
+            image_size=self.input_size[1:],
+            num_frames=self.input_size[0],
         )
         keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
         out = {"stem": self.embedding(x)}

@@ -16,8 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _weights_google as google
-from . import _weights_torch as torch_formats
+from . import _weights_google as google, _weights_torch as torch_formats
 from ._layer_norm import LayerNorm
 from ._mixer import MlpMixer
 from ._mlp_block import MlpBlock
@@ -97,9 +96,7 @@ def load_weights(
         model = _set_numerics(model, *numerics)
     if isinstance(model, ViT):
         converted = _fit_vit(model, converted, path)
-    return _assign(
-        model, converted, unmatched, origins, path, description, strict, allow_nonfinite
-    )
+    return _assign(model, converted, unmatched, origins, path, description, strict, allow_nonfinite)
 
 
 def _convert(model: eqx.Module, path: str):
@@ -160,28 +157,31 @@ def _set_numerics(model: Any, gelu_approximate: bool, layer_norm_eps: float) -> 
             # Built abstractly (no random init), then given the old layers.
             mlp_dim, dim = node.dense1.weight.shape[-2:]
             fresh = eqx.filter_eval_shape(
-                MlpBlock, dim, mlp_dim, dropout_rate=node.dropout.p,
-                gelu_approximate=gelu_approximate, key=jax.random.key(0),
+                MlpBlock,
+                dim,
+                mlp_dim,
+                dropout_rate=node.dropout.p,
+                gelu_approximate=gelu_approximate,
+                key=jax.random.key(0),
             )
             return eqx.tree_at(
-                lambda m: (m.dense1, m.dense2, m.dropout), fresh,
+                lambda m: (m.dense1, m.dense2, m.dropout),
+                fresh,
                 (node.dense1, node.dense2, node.dropout),
             )
         if isinstance(node, LayerNorm) and node.eps != layer_norm_eps:
             arrays = [a for a in (node.weight, node.bias) if a is not None]
             fresh = LayerNorm(
-                arrays[0].shape[-1] if arrays else 1, eps=layer_norm_eps,
-                use_weight=node.weight is not None, use_bias=node.bias is not None,
+                arrays[0].shape[-1] if arrays else 1,
+                eps=layer_norm_eps,
+                use_weight=node.weight is not None,
+                use_bias=node.bias is not None,
                 dtype=arrays[0].dtype if arrays else None,
             )
-            return eqx.tree_at(
-                lambda n: [a for a in (n.weight, n.bias) if a is not None], fresh, arrays
-            )
+            return eqx.tree_at(lambda n: [a for a in (n.weight, n.bias) if a is not None], fresh, arrays)
         return node
 
-    return jax.tree_util.tree_map(
-        rebuild, model, is_leaf=lambda x: isinstance(x, (MlpBlock, LayerNorm))
-    )
+    return jax.tree_util.tree_map(rebuild, model, is_leaf=lambda x: isinstance(x, (MlpBlock, LayerNorm)))
 
 
 def _fit_vit(model: ViT, converted: _Converted, path: str) -> _Converted:
@@ -196,8 +196,11 @@ def _fit_vit(model: ViT, converted: _Converted, path: str) -> _Converted:
         grid = (model.image_size[0] // patch[0], model.image_size[1] // patch[1])
         if table.ndim == 2 and table.shape[1] == model.pos_embedding.weight.shape[1]:
             table = adapt_posemb(
-                table, checkpoint_has_cls="cls_token" in converted,
-                num_prefix=int(model.cls_token is not None), grid=grid, name=key,
+                table,
+                checkpoint_has_cls="cls_token" in converted,
+                num_prefix=int(model.cls_token is not None),
+                grid=grid,
+                name=key,
             )
         converted[name] = (table, key)
     return converted
@@ -267,7 +270,9 @@ def _assign(model, converted, unmatched, origins, path, description, strict, all
         converted = {k: v for k, v in converted.items() if k not in head}
     ckpt_head, model_head = converted.get(head[0], (None,))[0], params.get(head[0])
     if (
-        ckpt_head is not None and model_head is not None and ckpt_head.ndim == 2
+        ckpt_head is not None
+        and model_head is not None
+        and ckpt_head.ndim == 2
         and ckpt_head.shape[0] != model_head.shape[0]
         and ckpt_head.shape[1:] == model_head.shape[1:]
     ):
@@ -330,7 +335,8 @@ def _assign(model, converted, unmatched, origins, path, description, strict, all
 def _check_finite(arrays: list[tuple[str, np.ndarray, str]], path: str, origin) -> None:
     """Raises naming the first parameter (in the model's order) with a NaN or an Inf."""
     bad = [
-        (name, array, key) for name, array, key in arrays
+        (name, array, key)
+        for name, array, key in arrays
         if jnp.issubdtype(array.dtype, jnp.inexact) and not np.isfinite(array).all()
     ]
     if bad:

@@ -187,11 +187,10 @@ def read_npz(path: str, root: str) -> tuple[dict[str, np.ndarray], dict[str, str
     for key, value in arrays.items():
         if key.startswith(_STACKED):
             for i, layer in enumerate(value):
-                name = f"Transformer/encoderblock_{i}/{key[len(_STACKED):]}"
+                name = f"Transformer/encoderblock_{i}/{key[len(_STACKED) :]}"
                 out[name], origins[name] = layer, f"{prefix}{key}[{i}]"
         else:
             out[key] = value
             if prefix:
                 origins[key] = prefix + key
     return out, origins
-

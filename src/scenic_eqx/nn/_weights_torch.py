@@ -178,8 +178,7 @@ def transformers_config(path: str) -> dict:
         ) from None
     if not isinstance(config, dict):
         raise ValueError(
-            f"The `config.json` beside {path!r} must be a JSON object. Received: "
-            f"{type(config).__name__}."
+            f"The `config.json` beside {path!r} must be a JSON object. Received: {type(config).__name__}."
         )
     return config
 

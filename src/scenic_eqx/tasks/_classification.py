@@ -34,9 +34,7 @@ def batch_mask(batch: Batch, batch_size: int) -> Float[Array, " batch"]:
     return mask.astype(jnp.float32)
 
 
-def masked_mean(
-    values: Float[Array, " batch"], mask: Float[Array, " batch"]
-) -> Float[Array, ""]:
+def masked_mean(values: Float[Array, " batch"], mask: Float[Array, " batch"]) -> Float[Array, ""]:
     """`sum(values * mask) / sum(mask)`; 0 for an all-padding batch, never NaN."""
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), _TINY)
 
@@ -90,9 +88,7 @@ def check_smoothing(label_smoothing: object) -> None:
     except (TypeError, ValueError):
         value = None
     if isinstance(label_smoothing, bool) or value is None or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`label_smoothing` must be a number in [0, 1). Received: {label_smoothing!r}."
-        )
+        raise ValueError(f"`label_smoothing` must be a number in [0, 1). Received: {label_smoothing!r}.")
 
 
 class ClassificationTask(AbstractTask):
@@ -137,9 +133,7 @@ class ClassificationTask(AbstractTask):
         targets = optax.smooth_labels(targets, self.label_smoothing)
         return optax.losses.softmax_cross_entropy(logits, targets)
 
-    def loss(
-        self, outputs: Float[Array, "batch num_classes"], batch: Batch
-    ) -> Float[Array, ""]:
+    def loss(self, outputs: Float[Array, "batch num_classes"], batch: Batch) -> Float[Array, ""]:
         """The `batch_mask`-weighted mean softmax cross-entropy.
 
         Arguments:
@@ -153,9 +147,7 @@ class ClassificationTask(AbstractTask):
         loss = masked_mean(self.per_example_loss(outputs, batch), mask)
         return check_class_indices(loss, outputs, batch)
 
-    def metrics(
-        self, outputs: Float[Array, "batch num_classes"], batch: Batch
-    ) -> Metrics:
+    def metrics(self, outputs: Float[Array, "batch num_classes"], batch: Batch) -> Metrics:
         """`accuracy`, `top_5_accuracy` (if `num_classes >= 5`) and `loss`.
 
         Arguments:

@@ -60,8 +60,14 @@ class CocoEvaluator(Evaluator):
     def update(self, inputs: dict[str, np.ndarray]) -> None:
         """Adds the real examples of one batch; see the class docstring for the arrays."""
         required = (
-            "boxes", "scores", "labels", "target_boxes", "target_labels", "target_mask",
-            "batch_mask", "image_size",
+            "boxes",
+            "scores",
+            "labels",
+            "target_boxes",
+            "target_labels",
+            "target_mask",
+            "batch_mask",
+            "image_size",
         )
         missing = [name for name in required if name not in inputs]
         if missing:
@@ -75,16 +81,24 @@ class CocoEvaluator(Evaluator):
             real = arrays["target_mask"][i] > 0
             targets = _xywh(arrays["target_boxes"][i][real] * scale)
             self._targets.append(
-                np.column_stack([
-                    np.full(len(targets), image_id), targets, arrays["target_labels"][i][real],
-                ])
+                np.column_stack(
+                    [
+                        np.full(len(targets), image_id),
+                        targets,
+                        arrays["target_labels"][i][real],
+                    ]
+                )
             )
             detections = _xywh(arrays["boxes"][i] * scale)
             self._detections.append(
-                np.column_stack([
-                    np.full(len(detections), image_id), detections, arrays["scores"][i],
-                    arrays["labels"][i],
-                ])
+                np.column_stack(
+                    [
+                        np.full(len(detections), image_id),
+                        detections,
+                        arrays["scores"][i],
+                        arrays["labels"][i],
+                    ]
+                )
             )
 
     def result(self) -> dict[str, float]:

@@ -108,18 +108,17 @@ class DetectionTask(AbstractTask):
     def __check_init__(self):
         if self.matcher not in MATCHERS:
             raise ValueError(
-                f"`matcher` must be one of {', '.join(map(repr, MATCHERS))}. "
-                f"Received: {self.matcher!r}."
+                f"`matcher` must be one of {', '.join(map(repr, MATCHERS))}. Received: {self.matcher!r}."
             )
         for name in ("eos_coef", "class_loss_coef", "bbox_loss_coef", "giou_loss_coef"):
             value = getattr(self, name)
             if (
-                isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(value) or value < 0
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
             ):
-                raise ValueError(
-                    f"`{name}` must be a finite non-negative number. Received: {value!r}."
-                )
+                raise ValueError(f"`{name}` must be a finite non-negative number. Received: {value!r}.")
 
     def _targets(self, outputs: PyTree, batch: Batch):
         logits = outputs["pred_logits"]
@@ -127,8 +126,7 @@ class DetectionTask(AbstractTask):
         if not isinstance(label, dict) or not {"boxes", "labels", "box_mask"} <= set(label):
             keys = sorted(label) if isinstance(label, dict) else type(label).__name__
             raise ValueError(
-                '`batch["label"]` must be a dict with "boxes", "labels" and "box_mask". '
-                f"Received: {keys}."
+                f'`batch["label"]` must be a dict with "boxes", "labels" and "box_mask". Received: {keys}.'
             )
         batch_size = logits.shape[0]
         boxes, labels = jnp.asarray(label["boxes"]), jnp.asarray(label["labels"])
@@ -141,8 +139,7 @@ class DetectionTask(AbstractTask):
             )
         if not jnp.issubdtype(labels.dtype, jnp.integer):
             raise ValueError(
-                f'`batch["label"]["labels"]` must hold integer class indices. Received: dtype '
-                f"{labels.dtype}."
+                f'`batch["label"]["labels"]` must hold integer class indices. Received: dtype {labels.dtype}.'
             )
         valid = jnp.asarray(label["box_mask"]).astype(jnp.float32)
         if valid.shape != labels.shape:
@@ -157,7 +154,11 @@ class DetectionTask(AbstractTask):
         # An out-of-range class would otherwise be clamped by the gathers (into "no
         # object" or the last class). Padded boxes may hold anything.
         return check_classes(
-            results, labels, valid > 0, num_classes, what='`batch["label"]["labels"]`',
+            results,
+            labels,
+            valid > 0,
+            num_classes,
+            what='`batch["label"]["labels"]`',
             extra=" for real boxes (`box_mask` 1 in real examples)",
         )
 
@@ -172,11 +173,7 @@ class DetectionTask(AbstractTask):
         target_probs = jax.vmap(lambda p, t: p[:, t])(probs, target_labels)
         l1 = jnp.sum(jnp.abs(boxes[:, :, None, :] - target_boxes[:, None, :, :]), axis=-1)
         giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target_boxes))
-        cost = (
-            self.bbox_loss_coef * l1
-            - self.class_loss_coef * target_probs
-            - self.giou_loss_coef * giou
-        )
+        cost = self.bbox_loss_coef * l1 - self.class_loss_coef * target_probs - self.giou_loss_coef * giou
         pairs = MATCHERS[self.matcher](cost, valid)
         query, target = pairs[:, 0], pairs[:, 1]
         matched = _gather(valid, target)  # [batch, k]: 1 for a pair with a real box
@@ -248,8 +245,12 @@ class DetectionTask(AbstractTask):
         target_boxes, target_labels, valid = self._targets(outputs, batch)
         example_mask = batch_mask(batch, valid.shape[0])
         terms = self._terms(
-            outputs["pred_logits"], outputs["pred_boxes"], target_boxes, target_labels,
-            valid, example_mask,
+            outputs["pred_logits"],
+            outputs["pred_boxes"],
+            target_boxes,
+            target_labels,
+            valid,
+            example_mask,
         )
         num_classes = outputs["pred_logits"].shape[-1] - 1
         return self._check_labels(terms, target_labels, valid, num_classes)
@@ -294,7 +295,5 @@ class DetectionTask(AbstractTask):
             "target_labels": target_labels,
             "target_mask": valid,
             "batch_mask": batch_mask(batch, batch_size),
-            "image_size": jnp.broadcast_to(
-                jnp.asarray([height, width], jnp.float32), (batch_size, 2)
-            ),
+            "image_size": jnp.broadcast_to(jnp.asarray([height, width], jnp.float32), (batch_size, 2)),
         }

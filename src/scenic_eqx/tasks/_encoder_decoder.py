@@ -50,9 +50,7 @@ class EncoderDecoderTask(AbstractTask):
                 f"of shape {outputs.shape}. Received: shape {label.shape}."
             )
         if not jnp.issubdtype(label.dtype, jnp.integer):
-            raise ValueError(
-                f'`batch["label"]` must hold integer token ids. Received: dtype {label.dtype}.'
-            )
+            raise ValueError(f'`batch["label"]` must hold integer token ids. Received: dtype {label.dtype}.')
         real = (label != self.pad_id).astype(jnp.float32)
         return real * batch_mask(batch, batch_size)[:, None]
 
@@ -72,9 +70,7 @@ class EncoderDecoderTask(AbstractTask):
         smoothed = optax.smooth_labels(targets, self.label_smoothing)
         return optax.losses.softmax_cross_entropy(logits, smoothed), nll
 
-    def loss(
-        self, outputs: Float[Array, "batch target_len vocab"], batch: Batch
-    ) -> Float[Array, ""]:
+    def loss(self, outputs: Float[Array, "batch target_len vocab"], batch: Batch) -> Float[Array, ""]:
         """The mean per-token cross-entropy over the real tokens of the batch.
 
         Arguments:
@@ -94,13 +90,15 @@ class EncoderDecoderTask(AbstractTask):
         # One-hot of an id outside the vocabulary is all zeros: the token would count
         # in the normaliser and teach nothing. Padding tokens and examples may hold anything.
         return check_classes(
-            results, batch["label"], weights > 0, outputs.shape[-1], unit="token ids",
+            results,
+            batch["label"],
+            weights > 0,
+            outputs.shape[-1],
+            unit="token ids",
             extra=" or `pad_id`, on real tokens (the ones that count)",
         )
 
-    def metrics(
-        self, outputs: Float[Array, "batch target_len vocab"], batch: Batch
-    ) -> Metrics:
+    def metrics(self, outputs: Float[Array, "batch target_len vocab"], batch: Batch) -> Metrics:
         """`token_accuracy`, `sequence_accuracy`, `loss` and `nll`.
 
         Arguments:

@@ -54,7 +54,7 @@ def get_label(batch: Batch, task: str) -> PyTree:
     """
     if not isinstance(batch, Mapping):
         raise ValueError(
-            f"`batch` must be a dict with a \"label\" entry, which {task} reads. "
+            f'`batch` must be a dict with a "label" entry, which {task} reads. '
             f"Received: {type(batch).__name__}."
         )
     if "label" not in batch:
@@ -98,7 +98,10 @@ def check_classes(
     """
     valid = f"[0, {num_classes}) (`num_classes` = {num_classes}, the logits' last axis){extra}"
     return _check(
-        results, labels, counted, lambda x: (x < 0) | (x >= num_classes),
+        results,
+        labels,
+        counted,
+        lambda x: (x < 0) | (x >= num_classes),
         f"{what} must hold {unit} in {valid}.",
     )
 
@@ -115,7 +118,10 @@ def check_unit_interval(
     Arguments and Returns as `check_classes`, for multi-hot or soft labels.
     """
     return _check(
-        results, values, counted, lambda x: ~((x >= 0) & (x <= 1)),
+        results,
+        values,
+        counted,
+        lambda x: ~((x >= 0) & (x <= 1)),
         f"{what} must hold multi-hot or soft labels in [0, 1].",
     )
 
@@ -123,9 +129,7 @@ def check_unit_interval(
 def _message(expected: str, count, *extremes) -> str:
     """`expected`, then the number of bad labels, their range and that of all labels."""
     extremes = [x.item() if hasattr(x, "item") else x for x in extremes]
-    low, high, real_low, real_high = (
-        f"{x:g}" if isinstance(x, float) else str(x) for x in extremes
-    )
+    low, high, real_low, real_high = (f"{x:g}" if isinstance(x, float) else str(x) for x in extremes)
     return (
         f"{expected} Received: {int(count)} value(s) outside it, from {low} to {high}; the "
         f"counted labels span [{real_low}, {real_high}]."
@@ -139,9 +143,7 @@ def _check(results, values, counted, is_bad, expected: str):
         bad = counted & is_bad(values)
         if bad.any():
             stats = (bad.sum(), values[bad].min(), values[bad].max())
-            raise LabelRangeError(
-                _message(expected, *stats, values[counted].min(), values[counted].max())
-            )
+            raise LabelRangeError(_message(expected, *stats, values[counted].min(), values[counted].max()))
         return results
 
     values = jnp.asarray(values)

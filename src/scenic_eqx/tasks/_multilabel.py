@@ -60,9 +60,7 @@ class MultiLabelClassificationTask(AbstractTask):
         labels = _multi_hot(logits, jnp.asarray(get_label(batch, "MultiLabelClassificationTask")))
         return jnp.sum(optax.losses.sigmoid_binary_cross_entropy(logits, labels), -1)
 
-    def loss(
-        self, outputs: Float[Array, "batch num_classes"], batch: Batch
-    ) -> Float[Array, ""]:
+    def loss(self, outputs: Float[Array, "batch num_classes"], batch: Batch) -> Float[Array, ""]:
         """The `batch_mask`-weighted mean over examples of the per-example loss.
 
         Arguments:
@@ -76,9 +74,7 @@ class MultiLabelClassificationTask(AbstractTask):
         loss = masked_mean(self.per_example_loss(outputs, batch), mask)
         return _checked(loss, outputs, batch)
 
-    def metrics(
-        self, outputs: Float[Array, "batch num_classes"], batch: Batch
-    ) -> Metrics:
+    def metrics(self, outputs: Float[Array, "batch num_classes"], batch: Batch) -> Metrics:
         """`prec@1` and `loss`.
 
         Arguments:

@@ -91,8 +91,7 @@ def create_task(name: str, **kwargs: Any) -> AbstractTask:
         close = difflib.get_close_matches(str(name), _TASKS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
-            f"`name` must be a registered task: {', '.join(list_tasks())}.{hint} "
-            f"Received: {name!r}."
+            f"`name` must be a registered task: {', '.join(list_tasks())}.{hint} Received: {name!r}."
         )
     task_type = _TASKS[name]
     accepted = [f.name for f in dataclasses.fields(task_type) if f.init]

@@ -109,8 +109,7 @@ class SegmentationTask(AbstractTask):
             or not any(w > 0 for w in weights)
         ):
             raise ValueError(
-                "`class_weights` must be finite non-negative floats, not all zero. "
-                f"Received: {weights}."
+                f"`class_weights` must be finite non-negative floats, not all zero. Received: {weights}."
             )
 
     def _pixels(
@@ -143,7 +142,10 @@ class SegmentationTask(AbstractTask):
 
     def _check_labels(self, results, label, counted, num_classes):
         return check_classes(
-            results, label, counted, num_classes,
+            results,
+            label,
+            counted,
+            num_classes,
             extra=f" or `ignore_label` (={self.ignore_label}), on pixels that count",
         )
 
@@ -156,9 +158,7 @@ class SegmentationTask(AbstractTask):
             weights = weights * jnp.asarray(self.class_weights, jnp.float32)[label]
         return cross_entropy.reshape(-1), weights.reshape(-1)
 
-    def loss(
-        self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
-    ) -> Float[Array, ""]:
+    def loss(self, outputs: Float[Array, "batch height width num_classes"], batch: Batch) -> Float[Array, ""]:
         """The weighted mean per-pixel softmax cross-entropy.
 
         Arguments:
@@ -173,9 +173,7 @@ class SegmentationTask(AbstractTask):
         loss = masked_mean(*self._loss_terms(outputs, label, weights))
         return self._check_labels(loss, batch["label"], counted, outputs.shape[-1])
 
-    def metrics(
-        self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
-    ) -> Metrics:
+    def metrics(self, outputs: Float[Array, "batch height width num_classes"], batch: Batch) -> Metrics:
         """`pixel_accuracy`, `loss` and `confusion_matrix` sums over the batch's pixels.
 
         Arguments:

@@ -26,9 +26,7 @@ def _host_solve(cost: Float[Array | np.ndarray, "*batch k l"]) -> Int[np.ndarray
     return partner.reshape(cost.shape[:-1])
 
 
-def _solve(
-    cost: Float[Array, "batch k l"], padded: Bool[Array, "batch k l"]
-) -> Int[Array, "batch k"]:
+def _solve(cost: Float[Array, "batch k l"], padded: Bool[Array, "batch k l"]) -> Int[Array, "batch k"]:
     del padded  # Already priced in: padded targets cost more than every real one.
     # Checked while tracing: a missing scipy would otherwise fail inside the callback.
     require("scipy", "matching", 'The "hungarian" matcher')

@@ -63,9 +63,7 @@ def _solve_one(cost: Float[Array, "k l"]) -> Int[Array, " k"]:
             jnp.zeros((l + 1,), bool),
             jnp.int32(0),
         )
-        v, via, _, _, col = jax.lax.while_loop(
-            lambda search: row_of_col[search[-1]] != 0, grow, search
-        )
+        v, via, _, _, col = jax.lax.while_loop(lambda search: row_of_col[search[-1]] != 0, grow, search)
 
         # Flip the path back to the virtual column: each column takes its predecessor's row.
         def flip(path):
