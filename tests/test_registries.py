@@ -16,7 +16,8 @@ from scenic_eqx.tasks import _registry as tasks_registry
 @pytest.fixture(autouse=True)
 def restored_registries(monkeypatch):
     """Each test registers into copies of the registries, which the library's replace after."""
-    monkeypatch.setattr(nn_registry, "_MODELS", dict(nn_registry._MODELS))
+    monkeypatch.setattr(nn_registry, "_FAMILIES", dict(nn_registry._FAMILIES))
+    monkeypatch.setattr(nn_registry, "_ALIASES", dict(nn_registry._ALIASES))
     monkeypatch.setattr(tasks_registry, "_TASKS", dict(tasks_registry._TASKS))
     monkeypatch.setattr(data_registry, "_DATASETS", dict(data_registry._DATASETS))
 
@@ -84,7 +85,7 @@ def test_model_registry_errors(without_annotation_checks):
     with pytest.raises(ValueError, match=r"already registered as 'vit_ti16'"):
         nn.register("vit_ti16")  # as a decorator, refused before decorating
     nn.register("affine", Affine, overwrite=True, scale=3.0)
-    assert nn_registry._MODELS["affine"] == (Affine, {"scale": 3.0})
+    assert nn_registry._lookup("affine") == (Affine, {"scale": 3.0})
     with pytest.raises(
         ValueError, match=r"`constructor` of model 'n' must be callable.* Received: 3 of type int"
     ):

@@ -2,6 +2,7 @@
 and training function, found through the registries and its config file."""
 
 import json
+import pathlib
 import re
 import sys
 
@@ -105,12 +106,14 @@ def get_optimizer(config, schedule):
 
 
 def _library_registries():
-    return dict(nn_registry._MODELS), dict(tasks_registry._TASKS), dict(data_registry._DATASETS)
+    models = dict(nn_registry._FAMILIES), dict(nn_registry._ALIASES)
+    return models, dict(tasks_registry._TASKS), dict(data_registry._DATASETS)
 
 
 def _use_registries(monkeypatch, registries) -> None:
-    models, task_types, datasets = registries
-    monkeypatch.setattr(nn_registry, "_MODELS", dict(models))
+    (families, aliases), task_types, datasets = registries
+    monkeypatch.setattr(nn_registry, "_FAMILIES", dict(families))
+    monkeypatch.setattr(nn_registry, "_ALIASES", dict(aliases))
     monkeypatch.setattr(tasks_registry, "_TASKS", dict(task_types))
     monkeypatch.setattr(data_registry, "_DATASETS", dict(datasets))
 
@@ -157,23 +160,23 @@ def trained(project, tmp_path_factory):
 
 
 def test_a_project_s_own_parts_train_through_the_cli(trained, project):
-    results = json.load(open(trained / "test_metrics.json"))
+    results = json.loads(pathlib.Path(trained / "test_metrics.json").read_text())
     assert results["hit_rate"] >= 0.9  # chance is about 0.5
-    saved = json.load(open(trained / "config.json"))
+    saved = json.loads(pathlib.Path(trained / "config.json").read_text())
     assert saved["config_file"] == str(project / "config.py")
     assert saved["optimizer"] == f"{project / 'config.py'}:get_optimizer"
     assert saved["dataset"] == {"num_examples": 96} and saved["trainer"] is None
 
 
 def test_eval_without_config_reads_the_saved_one(trained, project, library_registries, monkeypatch, capsys):
-    expected = json.load(open(trained / "test_metrics.json"))["hit_rate"]
+    expected = json.loads(pathlib.Path(trained / "test_metrics.json").read_text())["hit_rate"]
     # Nothing of the project known yet: the saved `config_file` brings its parts back.
     _use_registries(monkeypatch, library_registries)
     _forget_imported_project(monkeypatch, project)
     monkeypatch.chdir(project.parent)
     assert cli.main(["eval", "--workdir", str(trained)]) == 0
     assert _printed_metrics(capsys)["hit_rate"] == pytest.approx(expected, abs=1e-5)
-    assert "tiny_mlp" in nn_registry._MODELS
+    assert "tiny_mlp" in nn_registry._ALIASES
     # Overrides apply on top; metrics are exact whatever the eval batch size (padding).
     assert cli.main(["eval", "--workdir", str(trained), "--config.eval_batch_size=40"]) == 0
     assert _printed_metrics(capsys)["hit_rate"] == pytest.approx(expected, abs=1e-5)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
-from scenic_eqx import data, loops, tasks  # noqa: E402
+from scenic_eqx import loops, tasks  # noqa: E402
 
 
 class DropoutMLP(eqx.Module):
@@ -124,7 +124,7 @@ state, history = loops.fit(
 )
 metrics = loops.evaluate(state.model, task, list(this_host(global_batches(2))))
 # Batches already made global arrays by the prefetcher, each spanning both hosts.
-prefetched = data.prefetch_to_mesh(this_host(global_batches(2)), loops.data_mesh())
+prefetched = loops.prefetch_to_mesh(this_host(global_batches(2)), loops.data_mesh())
 assert loops.evaluate(state.model, task, prefetched) == metrics
 # COCO AP needs every host's detections: each host gathers them all.
 detection = loops.evaluate(

@@ -30,7 +30,7 @@ def without_annotation_checks():
 
 
 def _abstract(family):
-    constructor, variant = _registry._MODELS[FAMILIES[family]]
+    constructor, variant = _registry._lookup(FAMILIES[family])
     kwargs = {**variant, **TINY[family], "num_classes": NUM_CLASSES}
     if family == "fully_connected":  # Its constructor needs a concrete `input_shape`.
         return constructor(**kwargs, key=jax.random.key(0))

@@ -59,7 +59,7 @@ def _distinct_tiny_models():
         family = _family(name)
         if family is None:
             continue  # Reported by test_every_model_has_a_tiny_variant.
-        constructor, variant = _registry._MODELS[name]
+        constructor, variant = _registry._lookup(name)
         build = (constructor, repr(sorted({**variant, **TINY[family]}.items())))
         groups.setdefault(build, (family, []))[1].append(name)
     return [

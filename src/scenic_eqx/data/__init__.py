@@ -2,16 +2,17 @@
 
 Importing this package does not import TensorFlow; `get_dataset` does, when it builds a
 pipeline. Per-example `tf.data` ops (crops, flips, RandAugment, ...) are in
-`scenic_eqx.data.ops`, which imports TensorFlow; batch ops (`mixup`, `cutmix`) and
-`prefetch_to_mesh` are here and need none. `ResumableIterator` is the protocol of a
-`train_iter` whose position is saved and restored without replaying batches.
+`scenic_eqx.data.ops`, which imports TensorFlow; batch ops (`mixup`, `cutmix`) are here
+and need none. Placing batches on devices is the loops' business
+(`scenic_eqx.loops.prefetch_to_mesh`): this package imports nothing from `scenic_eqx.loops`.
+`ResumableIterator` is the protocol of a `train_iter` whose position is saved and restored
+without replaying batches.
 """
 
 from ._arrays import from_arrays as from_arrays
 from ._dataset import Dataset as Dataset
 from ._mix import cutmix as cutmix, mixup as mixup
 from ._padding import pad_batch as pad_batch
-from ._prefetch import prefetch_to_mesh as prefetch_to_mesh
 from ._registry import get_dataset as get_dataset, list_datasets as list_datasets, register as register
 from ._resumable import ResumableIterator as ResumableIterator, map_batches as map_batches
 from ._video_records import write_video_records as write_video_records

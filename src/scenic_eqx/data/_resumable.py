@@ -50,7 +50,7 @@ class ResumableIterator(Protocol):
     another pipeline (another dataset, split, seed, batch size, host, shuffle buffer
     size, ...), so that a run is never resumed with silently different data.
 
-    A wrapper that reads batches ahead of its consumer (as `prefetch_to_mesh` does)
+    A wrapper that reads batches ahead of its consumer (as `loops.prefetch_to_mesh` does)
     must not pass the inner iterator's state off as its own: the state would be ahead
     of the batches the consumer has taken. `map_batches` is the one wrapper that keeps
     the state (no read-ahead).

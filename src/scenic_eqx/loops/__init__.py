@@ -36,6 +36,7 @@ from ._placement import (
 from ._plot import plot_metrics as plot_metrics
 from ._precision import Precision as Precision, get_precision as get_precision
 from ._preemption import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE, Preempted as Preempted
+from ._prefetch import prefetch_to_mesh as prefetch_to_mesh
 from ._schedules import (
     clip_by_global_norm as clip_by_global_norm,
     constant as constant,

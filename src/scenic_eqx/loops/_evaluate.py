@@ -89,7 +89,7 @@ def evaluate_on_mesh(model, model_state, task, batches, mesh, *, precision="floa
             for x in jax.tree.leaves(batch)
         )
         if not already_global:
-            # A host batch is padded here; a global one (`data.prefetch_to_mesh`) was
+            # A host batch is padded here; a global one (`loops.prefetch_to_mesh`) was
             # split across devices, so padded, before: it may span several hosts,
             # whose rows this host cannot read.
             size = len(jax.tree.leaves(batch)[0])

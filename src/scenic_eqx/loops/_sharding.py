@@ -95,7 +95,7 @@ def shard_batch(batch: PyTree, mesh: Mesh, *, stacked: bool = False) -> PyTree:
 
     def put(x):
         if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
-            # Already a global array split on "data" (`data.prefetch_to_mesh` makes them).
+            # Already a global array split on "data" (`loops.prefetch_to_mesh` makes them).
             return x
         _check_divisible(x, local, axis=int(stacked))
         return jax.make_array_from_process_local_data(sharding, np.asarray(x))

@@ -9,6 +9,7 @@ from ._batch_norm import BatchNorm as BatchNorm
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
 from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock
 from ._detr import DETR as DETR
+from ._detr_backbone import detr_backbone as detr_backbone
 from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
 from ._encoder_decoder import (
     TRANSFORMER_VARIANTS as TRANSFORMER_VARIANTS,
@@ -28,7 +29,13 @@ from ._position_embedding import (
     SinCos2DPositionEmbedding as SinCos2DPositionEmbedding,
     posemb_sincos_2d as posemb_sincos_2d,
 )
-from ._registry import create as create, list_models as list_models, register as register
+from ._registry import (
+    create as create,
+    list_families as list_families,
+    list_models as list_models,
+    list_variants as list_variants,
+    register as register,
+)
 from ._remat import REMAT_POLICIES as REMAT_POLICIES
 from ._resnet import RESNET_VARIANTS as RESNET_VARIANTS, ResNet as ResNet
 from ._simple_cnn import SimpleCNN as SimpleCNN

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._decoder import Decoder
+from ._detr_backbone import check_detr_backbone, detr_backbone
 from ._encoder import EncoderBlock
 from ._input_checks import check_image
 from ._layer_norm import LayerNorm
@@ -61,7 +62,12 @@ class DETR(eqx.Module):
         in_channels: channels of the input image.
         backbone_weights: optional path of a ResNet classifier checkpoint (timm or
             transformers `.safetensors`, see `load_weights`) for the backbone, without
-            its head: DETR starts from an ImageNet-trained ResNet.
+            its head: DETR starts from an ImageNet-trained ResNet. Read by
+            `detr_backbone`; pass `backbone` instead to load it outside the detector.
+        backbone: optional built backbone, a headless `ResNet` (`detr_backbone(...)`,
+            pretrained or not) of the depth, width, input channels and stem above; used
+            as is, without `backbone_weights`. By default the detector builds
+            `detr_backbone(backbone_depth, backbone_width, in_channels, backbone_stem)`.
         mask_zero_padding: treat pixels that are exactly 0 in every channel as padding:
             no token whose backbone cell is all padding is attended to. Right for
             inputs padded with zeros after normalisation (a normalised photo pixel is
@@ -100,6 +106,7 @@ class DETR(eqx.Module):
         backbone_weights: str | None = None,
         mask_zero_padding: bool = False,
         *,
+        backbone: ResNet | None = None,
         key: PRNGKeyArray,
     ):
         for name, value in (
@@ -111,19 +118,19 @@ class DETR(eqx.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` (={value!r}) must be a positive integer.")
         k_backbone, k_projection, k_encoder, k_decoder, k_query, k_class, k_box = jax.random.split(key, 7)
-        self.backbone = ResNet(
-            None,
-            backbone_depth,
-            backbone_width,
-            in_channels,
-            backbone_stem,
-            zero_init_residual=False,
-            key=k_backbone,
+        described = dict(
+            depth=backbone_depth, width=backbone_width, in_channels=in_channels, stem=backbone_stem
         )
-        if backbone_weights is not None:
-            from ._weights import load_weights
-
-            self.backbone = load_weights(self.backbone, backbone_weights)
+        if backbone is None:
+            backbone = detr_backbone(**described, weights=backbone_weights, key=k_backbone)
+        elif backbone_weights is not None:
+            raise ValueError(
+                "Pass either `backbone` (built, with its weights) or `backbone_weights`, not both. "
+                f"Received: backbone_weights={backbone_weights!r}."
+            )
+        else:
+            check_detr_backbone(backbone, **described)
+        self.backbone = backbone
         channels = backbone_width * 8 * self.backbone.stages[-1].blocks[-1].expansion
         self.input_projection = eqx.nn.Linear(channels, dim, key=k_projection)
         self.encoder_blocks = tuple(

@@ -6,6 +6,8 @@ import numbers
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ._sharding import shard_batch
+
 
 def prefetch_to_mesh(batches: Iterable[Any], mesh, size: int = 2) -> Iterator[Any]:
     """Yields the batches of `batches` as global arrays split on `mesh`'s `"data"` axis.
@@ -26,13 +28,10 @@ def prefetch_to_mesh(batches: Iterable[Any], mesh, size: int = 2) -> Iterator[An
     """
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ValueError(f"`size` (={size!r}) must be a positive integer.")
-    # Imported here: `import scenic_eqx.data` stays light.
-    from ..loops._sharding import shard_batch
-
-    return _prefetch(iter(batches), mesh, int(size), shard_batch)
+    return _prefetch(iter(batches), mesh, int(size))
 
 
-def _prefetch(batches, mesh, size, shard_batch):
+def _prefetch(batches: Iterator[Any], mesh, size: int) -> Iterator[Any]:
     queue = collections.deque()
 
     def enqueue(n: int) -> None:

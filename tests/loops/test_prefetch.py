@@ -8,7 +8,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
 from scenic_eqx import loops, tasks
-from scenic_eqx.data import prefetch_to_mesh
+from scenic_eqx.loops import prefetch_to_mesh
 
 
 def _batches(n, batch_size=16, seed=0):
