@@ -12,6 +12,7 @@ then they are strict expected failures, so wiring them is noticed.
 
 import functools
 import io
+import pathlib
 import pickle
 import sys
 
@@ -123,7 +124,7 @@ def _empty_file(path):
 
 def _truncated(tmp_path):
     path = tmp_path / "weights.npz"
-    path.write_bytes(open(FIXTURE, "rb").read()[:1000])
+    path.write_bytes(pathlib.Path(FIXTURE).read_bytes()[:1000])
     return path
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import pathlib
 
 import pytest
 
@@ -40,12 +41,12 @@ def test_train_leaves_everything_in_the_workdir(trained, capsys):
     } <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
     assert sorted(int(s) for s in os.listdir(trained / "checkpoints") if s.isdigit()) == [10, 20]
-    config = json.load(open(trained / "config.json"))
+    config = json.loads(pathlib.Path(trained / "config.json").read_text())
     assert config["batch_size"] == 32 and config["model"]["num_filters"] == [8, 16]
 
 
 def test_eval_restores_the_same_model(trained, capsys):
-    expected = json.load(open(trained / "test_metrics.json"))
+    expected = json.loads(pathlib.Path(trained / "test_metrics.json").read_text())
     assert (
         cli.main(
             ["eval", "--config", CONFIG, "--workdir", str(trained), "--config.model.num_filters=(8, 16)"]
@@ -73,12 +74,12 @@ def test_scale_options_through_the_cli(tmp_path, capsys):
                "--config.peak_flops_per_device=1.8e11"]  # fmt: skip
     config = ["--config", "projects/baselines/configs/digits_vit.py:smoke", "--workdir", str(tmp_path)]
     assert cli.main(["train", *config, *options]) == 0
-    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    records = [json.loads(line) for line in pathlib.Path(tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["flops_per_step"] > 0 and records[0]["num_params"] > 0
     assert records[1]["compile_seconds"] > 0
     assert all(0 < r["mfu"] < 1 and r["examples_per_sec_per_device"] > 0 for r in records[1:])
     assert {"eval_accuracy", "eval_ema_accuracy"} <= set(records[-1])
-    trained = json.load(open(tmp_path / "test_metrics.json"))
+    trained = json.loads(pathlib.Path(tmp_path / "test_metrics.json").read_text())
     assert cli.main(["eval", *config, *options]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1][len("test ") :])
     assert printed["ema_accuracy"] == pytest.approx(trained["ema_accuracy"], abs=1e-5)

@@ -52,8 +52,9 @@ def start(workdir, env) -> subprocess.Popen:
         str(workdir),
         *OPTIONS,
     ]
-    log = open(f"{workdir}.log", "a")
-    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    # The child writes to its own copy of the file descriptor: ours is closed at once.
+    with open(f"{workdir}.log", "a") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
 def output(workdir) -> str:

@@ -1,6 +1,7 @@
 """The documentation site builds with no warning, and its API pages list the public names."""
 
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ _BUILD = "import sys; sys.modules['tensorflow'] = None; from mkdocs.__main__ imp
 
 def _public_names(package: str) -> set[str]:
     """The names `src/scenic_eqx/<package>/__init__.py` re-exports (`import X as X`)."""
-    text = open(os.path.join(ROOT, "src", "scenic_eqx", package, "__init__.py")).read()
+    text = pathlib.Path(os.path.join(ROOT, "src", "scenic_eqx", package, "__init__.py")).read_text()
     return {a for a, b in re.findall(r"\b(\w+) as (\w+)\b", text) if a == b}
 
 

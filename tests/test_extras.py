@@ -36,7 +36,9 @@ def test_require_names_the_feature_module_and_extra(monkeypatch):
 
 
 def test_require_of_a_submodule_names_the_missing_package(monkeypatch):
+    # Both: an earlier test may have imported `sklearn.datasets`, which would then be found.
     monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match=r"needs sklearn\.datasets, which is not installed.*\[data\]"):
         _extras.require("sklearn.datasets", "data", "A feature")
 

@@ -8,6 +8,7 @@ intact checkpoint. Each writes what it restored to `OUT/result_<PROCESS_ID>.json
 
 import json
 import os
+import pathlib
 import sys
 import warnings
 
@@ -49,7 +50,7 @@ def flip_a_byte_of(needle: bytes, directory: str) -> None:
     for root, _, files in os.walk(directory):
         for name in files:
             path = os.path.join(root, name)
-            data = bytearray(open(path, "rb").read())
+            data = bytearray(pathlib.Path(path).read_bytes())
             offset = data.find(needle)
             if offset >= 0:
                 data[offset + 100] ^= 0x04

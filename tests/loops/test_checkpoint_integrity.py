@@ -7,6 +7,7 @@ import gc
 import glob
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -66,7 +67,7 @@ def find_bytes(step_dir, array) -> tuple[str, int]:
     hits = [
         (path, data.find(needle))
         for path in glob.glob(os.path.join(step_dir, "**", "*"), recursive=True)
-        if os.path.isfile(path) and needle in (data := open(path, "rb").read())
+        if os.path.isfile(path) and needle in (data := pathlib.Path(path).read_bytes())
     ]
     assert len(hits) == 1, hits
     return hits[0]
@@ -90,7 +91,7 @@ def directory(template, tmp_path):
 
 
 def damage(path, how, offset=0):
-    data = bytearray(open(path, "rb").read())
+    data = bytearray(pathlib.Path(path).read_bytes())
     if how == "flip":
         data[offset + 1000] ^= 0x04  # one byte inside the array's data
     elif how == "truncate":

@@ -26,7 +26,7 @@ def test_fit_learns_and_logs(tmp_path, getkey):
     assert [h["step"] for h in history] == [4, 6, 8, 12]
     assert history[-1]["loss"] < history[0]["loss"]
     assert {"accuracy", "loss", "examples_per_sec", "learning_rate", "eval_accuracy"} <= set(history[-1])
-    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[0] == {"step": 0, "num_params": 4 * 16 + 16 + 16 * 3 + 3}
     assert [r["step"] for r in records[1:]] == [4, 6, 8, 12]
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))

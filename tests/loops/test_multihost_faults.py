@@ -88,6 +88,7 @@ def test_a_killed_peer_stops_the_other_process_within_a_minute(tmp_path):
     print(f"survivor exited {seconds:.1f} s after its peer was killed (code {survivor.process.returncode})")
     assert survivor.process.returncode != 0 and seconds < 60
     assert "Lost: process 1 is not responding" in survivor.output, survivor.output[-3000:]
+    assert victim.wait() == -signal.SIGKILL
 
 
 def test_a_stalled_peer_stops_every_process_within_a_minute(tmp_path):
@@ -123,3 +124,4 @@ def test_a_killed_coordinator_stops_the_other_process_at_once(tmp_path):
     )
     assert survivor.process.returncode != 0 and seconds < 60
     assert "JAX distributed service detected fatal errors" in survivor.output, survivor.output[-3000:]
+    assert victim.wait() == -signal.SIGKILL

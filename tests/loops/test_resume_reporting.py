@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import pathlib
 import re
 import shutil
 import types
@@ -87,7 +88,7 @@ def captured():
 
 
 def rows(workdir) -> list[dict]:
-    return [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [json.loads(line) for line in pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()]
 
 
 class CrashAt:
@@ -155,7 +156,7 @@ def test_a_finished_run_returns_its_state_and_history_without_training(
     crashed_then_resumed, finished_workdir
 ):
     run = crashed_then_resumed
-    jsonl_before = open(finished_workdir / "metrics.jsonl").read()
+    jsonl_before = pathlib.Path(finished_workdir / "metrics.jsonl").read_text()
 
     def no_evaluation():
         raise AssertionError("a finished run evaluated")
@@ -174,7 +175,7 @@ def test_a_finished_run_returns_its_state_and_history_without_training(
     # The same type and entries as the runs that trained it returned, read back.
     assert isinstance(history, list) and all(isinstance(h, dict) for h in history)
     assert history == run.crashed_history[:4] + run.history
-    assert open(finished_workdir / "metrics.jsonl").read() == jsonl_before  # nothing written
+    assert pathlib.Path(finished_workdir / "metrics.jsonl").read_text() == jsonl_before  # nothing written
     assert loops.Checkpointer(finished_workdir / "checkpoints").all_steps() == [2, 4, 6]
 
 
@@ -190,7 +191,7 @@ def test_num_steps_below_the_checkpoint_is_an_error(finished_workdir):
 def test_extending_num_steps_continues_the_run_and_warns_of_the_schedule(
     crashed_then_resumed, finished_workdir
 ):
-    assert json.load(open(finished_workdir / "run.json")) == {"num_steps": NUM_STEPS}
+    assert json.loads(pathlib.Path(finished_workdir / "run.json").read_text()) == {"num_steps": NUM_STEPS}
     with captured() as said:
         state, history = fit(finished_workdir, num_steps=8)
     assert said.logs == [
@@ -213,7 +214,7 @@ def test_extending_num_steps_continues_the_run_and_warns_of_the_schedule(
     assert float(schedule_for(NUM_STEPS)(6)) == pytest.approx(0.0, abs=1e-9)  # the old schedule had ended
     assert float(new_schedule(6)) > 1e-3  # the new one jumps back up
     assert [r["step"] for r in rows(finished_workdir)] == list(range(9))
-    assert json.load(open(finished_workdir / "run.json")) == {"num_steps": 8}
+    assert json.loads(pathlib.Path(finished_workdir / "run.json").read_text()) == {"num_steps": 8}
 
 
 def test_a_checkpoint_of_another_width_names_the_checkpoint_and_the_array(finished_workdir):
@@ -228,7 +229,7 @@ def test_a_checkpoint_of_another_width_names_the_checkpoint_and_the_array(finish
     ), str(error.value)
     # A configuration error, not damage: nothing moved aside or rewritten.
     assert sorted(os.listdir(finished_workdir / "checkpoints")) == ["2", "4", "6"]
-    assert json.load(open(finished_workdir / "run.json")) == {"num_steps": NUM_STEPS}
+    assert json.loads(pathlib.Path(finished_workdir / "run.json").read_text()) == {"num_steps": NUM_STEPS}
 
 
 def test_a_checkpoint_of_another_optimizer_names_the_checkpoint_and_the_array(finished_workdir):

@@ -43,6 +43,7 @@ class WorkerProcess:
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
             self._new.put(line.rstrip("\n"))
+        self.process.stdout.close()
         self._new.put(None)
 
     def wait_for(self, line: str, timeout: float = 120) -> bool:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import re
 import shlex
 import subprocess
@@ -18,7 +19,7 @@ NUM_STEPS = 60
 
 def readme_commands() -> list[list[str]]:
     """The command lines of the README's fenced bash blocks, split into arguments."""
-    text = open(README).read()
+    text = pathlib.Path(README).read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
     lines = [line.strip() for block in blocks for line in block.splitlines()]
     return [shlex.split(line, comments=True) for line in lines if line and not line.startswith("#")]
@@ -64,13 +65,16 @@ def test_readme_has_a_training_command():
 def test_readme_commands_beat_chance_and_scenic_eqx_train_resumes_them(tmp_path, monkeypatch):
     tfds_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
     metrics = run_readme_commands(workdir, tfds_dir)[-1]
-    assert metrics == json.load(open(os.path.join(workdir, "test_metrics.json")))
+    assert metrics == json.loads(pathlib.Path(os.path.join(workdir, "test_metrics.json")).read_text())
     # The template task's metrics: the classification ones and its own `confidence`.
     assert set(metrics) == {"accuracy", "top_5_accuracy", "loss", "confidence"}
     # 10 classes: chance is 0.1; after 60 steps the model is far above it.
     assert metrics["accuracy"] > 0.5, metrics
     assert 0.1 < metrics["confidence"] <= 1.0 and metrics["loss"] > 0.0, metrics
-    steps = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    steps = [
+        json.loads(line)["step"]
+        for line in pathlib.Path(os.path.join(workdir, "metrics.jsonl")).read_text().splitlines()
+    ]
     assert steps[-1] == NUM_STEPS
     assert max(map(int, os.listdir(os.path.join(workdir, "checkpoints")))) == NUM_STEPS
 
@@ -81,10 +85,10 @@ def test_readme_commands_beat_chance_and_scenic_eqx_train_resumes_them(tmp_path,
     monkeypatch.setenv("TFDS_DATA_DIR", tfds_dir)
     config = os.path.join(ROOT, "projects", "template", "configs", "smoke.py")
     argv = ["train", "--config", config, "--workdir", workdir, f"--config.num_train_steps={NUM_STEPS}"]
-    records = open(os.path.join(workdir, "metrics.jsonl")).read()
+    records = pathlib.Path(os.path.join(workdir, "metrics.jsonl")).read_text()
     assert cli.main(argv) == 0
-    assert open(os.path.join(workdir, "metrics.jsonl")).read() == records
-    resumed = json.load(open(os.path.join(workdir, "test_metrics.json")))
+    assert pathlib.Path(os.path.join(workdir, "metrics.jsonl")).read_text() == records
+    resumed = json.loads(pathlib.Path(os.path.join(workdir, "test_metrics.json")).read_text())
     # Exact metrics: the same on this process's 8 devices as on the script's one.
     assert resumed["accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-6)
     assert resumed["loss"] == pytest.approx(metrics["loss"], rel=1e-5)

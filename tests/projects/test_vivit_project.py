@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -52,11 +53,11 @@ def trained(tmp_path_factory):
 
 
 def test_loss_decreases_and_held_out_accuracy_beats_chance(trained):
-    history = [json.loads(line) for line in open(trained / "metrics.jsonl")]
+    history = [json.loads(line) for line in pathlib.Path(trained / "metrics.jsonl").read_text().splitlines()]
     train = [record["loss"] for record in history if "loss" in record]
     assert len(train) == 6 and train[-1] < 0.5 * train[0], train
-    results = json.load(open(trained / "test_metrics.json"))
+    results = json.loads(pathlib.Path(trained / "test_metrics.json").read_text())
     # 32 held-out videos, each one example of 2 clips x 3 crops: chance is 0.5.
     assert results["accuracy"] >= 0.8
-    config = json.load(open(trained / "config.json"))
+    config = json.loads(pathlib.Path(trained / "config.json").read_text())
     assert config["dataset"]["num_test_clips"] * config["dataset"]["num_test_crops"] == 6

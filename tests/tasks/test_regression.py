@@ -74,7 +74,7 @@ def test_masked_metrics_equal_a_numpy_reference(huber_delta, example_shape):
     reference = _reference(outputs, labels, mask, huber_delta)
     for name, (value, normalizer) in reference.items():
         np.testing.assert_allclose(metrics[name][0], value, rtol=1e-5)
-        assert metrics[name][1] == normalizer == 4
+        assert float(metrics[name][1]) == normalizer == 4
     np.testing.assert_allclose(loss, reference["loss"][0] / 4, rtol=1e-5)
     eager_loss, eager_metrics = task.loss(outputs, batch), task.metrics(outputs, batch)
     np.testing.assert_allclose(eager_loss, loss, rtol=1e-6)

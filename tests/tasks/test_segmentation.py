@@ -88,7 +88,7 @@ def test_ignored_pixels_count_nowhere():
     masked_loss, masked_metrics = _loss_and_metrics(task, logits, masked)
     np.testing.assert_allclose(loss, masked_loss, rtol=1e-6)
     _assert_metrics_close(metrics, masked_metrics)
-    assert metrics["pixel_accuracy"][1] == np.sum(~ignored)
+    assert float(metrics["pixel_accuracy"][1]) == int(np.sum(~ignored))
     # ... and their logits have no effect and get no gradient.
     noisy = jnp.where(ignored[..., None], 100 * logits, logits)
     np.testing.assert_allclose(_loss_and_metrics(task, noisy, batch)[0], loss, rtol=1e-6)

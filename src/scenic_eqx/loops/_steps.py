@@ -90,7 +90,11 @@ def make_train_step(
                 key,
                 accumulate_steps,
             )
-        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        # optax mixes Python-float hyperparameters with its int32 step count (adam's bias
+        # correction), which strict dtype promotion refuses: the optimizer runs under the
+        # standard rules whatever the caller's setting.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, params)
         model = eqx.apply_updates(state.model, updates)
         new_state = TrainState(model, model_state, opt_state, state.step + 1, state.key)
         return new_state, loss, metrics

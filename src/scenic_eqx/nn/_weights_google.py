@@ -132,37 +132,40 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
         ValueError: a file that is not a whole `.npz` archive (truncated, another
             format) or holds an object array; the message names the path.
     """
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        if "allow_pickle" in str(error):
-            raise ValueError(_pickled(path, "the file is a pickle")) from None
-        raise ValueError(
-            f"`path` must be a complete `.npz` archive of numeric arrays. Received: {path!r} "
-            f"({os.path.getsize(path)} bytes), which cannot be read: {error}"
-        ) from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"`path` must be an `.npz` archive (several named arrays). Received: {path!r}, "
-            "a single `.npy` array."
-        )
-    arrays = {}
-    with npz:
-        for key in npz.files:
-            try:
-                arrays[key] = npz[key]
-            except ValueError as error:
-                if "allow_pickle" not in str(error):
+    # The file is opened here, not by `np.load`: numpy leaves its own handle open when the
+    # archive is truncated (a `zipfile.BadZipFile` from inside `np.load`).
+    with open(path, "rb") as file:
+        try:
+            npz = np.load(file, allow_pickle=False)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+            if "allow_pickle" in str(error):
+                raise ValueError(_pickled(path, "the file is a pickle")) from None
+            raise ValueError(
+                f"`path` must be a complete `.npz` archive of numeric arrays. Received: {path!r} "
+                f"({os.path.getsize(path)} bytes), which cannot be read: {error}"
+            ) from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"`path` must be an `.npz` archive (several named arrays). Received: {path!r}, "
+                "a single `.npy` array."
+            )
+        arrays = {}
+        with npz:
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as error:
+                    if "allow_pickle" not in str(error):
+                        raise ValueError(
+                            f"`path` must be a complete `.npz` archive. Received: {path!r}, whose "
+                            f"array {key!r} cannot be read: {error}"
+                        ) from None
+                    raise ValueError(_pickled(path, f"its entry {key!r} is an object array")) from None
+                except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
                     raise ValueError(
                         f"`path` must be a complete `.npz` archive. Received: {path!r}, whose "
-                        f"array {key!r} cannot be read: {error}"
+                        f"array {key!r} cannot be read (truncated or corrupted?): {error}"
                     ) from None
-                raise ValueError(_pickled(path, f"its entry {key!r} is an object array")) from None
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-                raise ValueError(
-                    f"`path` must be a complete `.npz` archive. Received: {path!r}, whose "
-                    f"array {key!r} cannot be read (truncated or corrupted?): {error}"
-                ) from None
     return arrays
 
 

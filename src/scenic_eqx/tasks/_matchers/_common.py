@@ -50,7 +50,7 @@ def mask_padded_targets(
     """
     if 0 in cost.shape[1:]:
         return cost  # No prediction or no target: nothing to price, no maximum to take.
-    real = (target_mask != 0)[:, None, :]
+    real = target_mask.astype(bool)[:, None, :]  # Nonzero is real, whatever the mask's dtype.
     largest = jnp.max(jnp.where(real, cost, -jnp.inf), axis=(1, 2), keepdims=True)
     # Double the magnitude rather than add 1, so the gap survives float32 rounding of
     # large costs; with no real target any constant will do.
@@ -72,7 +72,7 @@ def match(
     padded = jnp.zeros(cost.shape, bool)
     if target_mask is not None:
         cost = mask_padded_targets(cost, target_mask)
-        padded = jnp.broadcast_to((target_mask == 0)[:, None, :], cost.shape)
+        padded = jnp.broadcast_to(~target_mask.astype(bool)[:, None, :], cost.shape)
     batch, n, m = cost.shape
     k = min(n, m)
     if k == 0:
