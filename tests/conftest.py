@@ -18,6 +18,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_ROOT, ".jax_cac
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402
+import jaxtyping  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -30,6 +31,15 @@ if not _shape_checks.installed():
         f"The suite tests scenic_eqx with its shape checks on: unset `{variable}`. "
         f"Received: {variable}={os.environ.get(variable)!r}."
     )
+
+
+@pytest.fixture
+def without_annotation_checks():
+    """The jaxtyping checks off, so that a test sees the errors the library itself raises."""
+    previous = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", previous)
 
 
 @pytest.fixture

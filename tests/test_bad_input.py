@@ -19,7 +19,6 @@ import sys
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jaxtyping
 import ml_collections
 import numpy as np
 import optax
@@ -48,12 +47,8 @@ TINY = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def without_annotation_checks():
-    previous = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    yield
-    jaxtyping.config.update("jaxtyping_disable", previous)
+# Every row sees the errors a user sees with the annotation checks off.
+pytestmark = pytest.mark.usefixtures("without_annotation_checks")
 
 
 @functools.cache

@@ -3,7 +3,6 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jaxtyping
 import numpy as np
 import pytest
 
@@ -20,15 +19,6 @@ def restored_registries(monkeypatch):
     monkeypatch.setattr(nn_registry, "_ALIASES", dict(nn_registry._ALIASES))
     monkeypatch.setattr(tasks_registry, "_TASKS", dict(tasks_registry._TASKS))
     monkeypatch.setattr(data_registry, "_DATASETS", dict(data_registry._DATASETS))
-
-
-@pytest.fixture
-def without_annotation_checks():
-    """The suite's jaxtyping checks off, so that a test sees the errors a user sees."""
-    previous = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    yield
-    jaxtyping.config.update("jaxtyping_disable", previous)
 
 
 class Affine(eqx.Module):

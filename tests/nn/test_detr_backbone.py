@@ -2,7 +2,6 @@
 
 import equinox as eqx
 import jax
-import jaxtyping
 import numpy as np
 import pytest
 
@@ -12,15 +11,6 @@ from scenic_eqx import nn
 CHECKPOINT = "tests/nn/fixtures/timm_resnet_basic.safetensors"
 TINY = dict(num_queries=5, dim=16, num_heads=2, mlp_dim=32, num_encoder_layers=1, num_decoder_layers=2)
 BACKBONE = dict(backbone_depth=18, backbone_width=2, backbone_stem="imagenet")
-
-
-@pytest.fixture
-def without_annotation_checks():
-    """The suite's jaxtyping checks off, so that a test sees the errors a user sees."""
-    previous = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    yield
-    jaxtyping.config.update("jaxtyping_disable", previous)
 
 
 def _arrays(tree):

@@ -9,7 +9,6 @@ traced, never compiled.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jaxtyping
 import pytest
 from test_zoo import INPUT_SHAPES, NUM_CLASSES, TINY, _family
 
@@ -19,14 +18,6 @@ from scenic_eqx.nn._input_checks import check_flat_input, check_image, check_inp
 
 # One model of each family (the first registered name of each).
 FAMILIES = {_family(name): name for name in reversed(nn.list_models())}
-
-
-@pytest.fixture
-def without_annotation_checks():
-    previous = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    yield
-    jaxtyping.config.update("jaxtyping_disable", previous)
 
 
 def _abstract(family):

@@ -2,7 +2,6 @@
 
 import equinox as eqx
 import jax
-import jaxtyping
 import numpy as np
 import pytest
 
@@ -118,15 +117,6 @@ def test_unknown_family():
         nn.create("vitt", variant="B/16", num_classes=3, key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"Unknown model family `family`\. .*Received: 'vitt'\."):
         nn.list_variants("vitt")
-
-
-@pytest.fixture
-def without_annotation_checks():
-    """The suite's jaxtyping checks off, so that a test sees the errors a user sees."""
-    previous = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    yield
-    jaxtyping.config.update("jaxtyping_disable", previous)
 
 
 def test_unknown_variant(without_annotation_checks):
