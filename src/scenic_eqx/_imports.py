@@ -20,13 +20,24 @@ _MODULE_PREFIX = "_scenic_eqx_file_"
 def import_file(path: str) -> ModuleType:
     """The module of the Python file `path`, executed on the first import only.
 
+    A config file registers a project's own models, tasks and datasets this way:
+    `run.import_file(os.path.join(os.path.dirname(__file__), "..", "model.py"))`.
+
     Arguments:
         path: an existing Python file (relative paths start at the current directory).
 
     Returns:
         The module, held in `sys.modules` under a name derived from the file's real path.
+
+    Raises:
+        FileNotFoundError: `path` is not a file.
     """
     real_path = os.path.realpath(path)
+    if not os.path.isfile(real_path):
+        raise FileNotFoundError(
+            f"`path` must be an existing Python file (relative paths start at the current "
+            f"directory, {os.getcwd()}). Received: {path!r}."
+        )
     name = _MODULE_PREFIX + hashlib.sha1(real_path.encode()).hexdigest()[:16]
     stat = os.stat(real_path)
     version = (stat.st_mtime_ns, stat.st_size)

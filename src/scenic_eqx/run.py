@@ -42,7 +42,7 @@ from ._config import (
     load_config as load_config,
     load_saved_config as load_saved_config,
 )
-from ._imports import load_function
+from ._imports import import_file as import_file, load_function
 from ._optimizer import (
     build_optimizer as build_optimizer,
     list_optimizers as list_optimizers,
