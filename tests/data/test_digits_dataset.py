@@ -198,13 +198,9 @@ def test_unknown_name_lists_known_and_close_names():
         get_dataset("digit", batch_size=2)
 
 
-def test_not_prepared_catalogue_dataset_is_not_downloaded(tmp_path, monkeypatch):
-    from scenic_eqx.data import _registry
-
-    entry = _registry._Entry("mnist", "train", "test", "test")
-    monkeypatch.setitem(_registry._DATASETS, "mnist", entry)
-    with pytest.raises(FileNotFoundError, match=r"'mnist' is not prepared in .*tfds build mnist"):
-        get_dataset("mnist", batch_size=2, data_dir=str(tmp_path))
+def test_not_prepared_catalogue_dataset_is_not_downloaded(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"'cifar10' is not prepared in .*tfds build cifar10"):
+        get_dataset("cifar10", batch_size=2, data_dir=str(tmp_path))
     assert not any(tmp_path.iterdir())
 
 
@@ -224,7 +220,7 @@ def test_bad_arguments(data_dir, kwargs, match):
 
 
 def test_unknown_option():
-    match = r"Unknown option\(s\) shufle_buffer_size .*known: shuffle_buffer_size"
+    match = r"Unknown option\(s\) shufle_buffer_size .*known: .*shuffle_buffer_size"
     with pytest.raises(TypeError, match=match):
         get_dataset("digits", batch_size=2, shufle_buffer_size=10)
 

@@ -140,14 +140,14 @@ ROWS = [
         "cifar10",
         {**OK, "image_size": 32},
         TypeError,
-        r"Unknown option\(s\) image_size for `get_dataset` of 'cifar10'; known: data_dir, train_split.*augment.*Received: image_size=32",
+        r"Unknown option\(s\) image_size for `get_dataset` of 'cifar10'; known: train_split.*augment.*Received: image_size=32",
     ),
     (
         "unknown_options_digits",
         "digits",
         {**OK, "augment": False, "cach": True},
         TypeError,
-        r"Unknown option\(s\) augment, cach for `get_dataset` of 'digits'; known: shuffle_buffer_size, cache, prefetch\. Received: augment=False, cach=True",
+        r"Unknown option\(s\) cach for `get_dataset` of 'digits'; known: train_split, valid_split, test_split, augment, randaugment, shuffle_buffer_size, cache, prefetch\. Received: cach=True",
     ),
     (
         "data_dir_missing",

@@ -48,7 +48,7 @@ def test_meta_data_labels_and_resizing(root):
     )
     assert ds.meta_data == {
         "num_classes": 3,
-        "class_names": ["cat", "dog", "emu"],
+        "class_names": ("cat", "dog", "emu"),
         "input_shape": (-1, 6, 5, 3),
         "input_dtype": np.float32,
         "num_train_examples": 12,

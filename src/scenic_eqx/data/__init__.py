@@ -11,6 +11,7 @@ without replaying batches.
 
 from ._arrays import from_arrays as from_arrays
 from ._dataset import Dataset as Dataset
+from ._meta_data import MetaData as MetaData
 from ._mix import cutmix as cutmix, mixup as mixup
 from ._padding import pad_batch as pad_batch
 from ._registry import get_dataset as get_dataset, list_datasets as list_datasets, register as register

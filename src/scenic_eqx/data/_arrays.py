@@ -17,6 +17,7 @@ from ._array_labels import batch_labels, check_labels, label_shape, label_struct
 from ._dataset import Batch, Dataset
 from ._holdout import check_valid_fraction, held_out_arrays
 from ._in_memory import EvalBatches, train_batches
+from ._meta_data import MetaData
 from ._resumable import map_batches
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -246,15 +247,15 @@ def arrays_dataset(
 
     test_iter = eval_batches(x_test, y_test)
     valid_iter = eval_batches(*splits["valid"]) if "valid" in splits else test_iter
-    meta_data = {
-        **({} if num_classes is None else {"num_classes": num_classes}),
-        "input_shape": (-1, *x_train.shape[1:]),
-        "input_dtype": np.float32,
-        "label_shape": label_shape(y_train),
-        "num_train_examples": len(x_train),
-        "num_eval_examples": len(splits.get("valid", splits["test"])[0]),
-        "target_is_onehot": False,
-        "dataset_name": "arrays",
-        "valid_source": valid_source,
-    }
+    meta_data = MetaData(
+        num_classes=num_classes,
+        input_shape=(-1, *x_train.shape[1:]),
+        input_dtype=np.float32,
+        label_shape=label_shape(y_train),
+        num_train_examples=len(x_train),
+        num_eval_examples=len(splits.get("valid", splits["test"])[0]),
+        target_is_onehot=False,
+        dataset_name="arrays",
+        valid_source=valid_source,
+    )
     return Dataset(train_iter, valid_iter, test_iter, meta_data)

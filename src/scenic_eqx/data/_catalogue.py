@@ -10,6 +10,7 @@ and pads the last batches with `batch_mask` 0.0 (see `_pipeline.py`).
 
 | name | inputs | label | train augmentation |
 |---|---|---|---|
+| `digits` | `[8, 8, 1]` in [0, 1] | class | none |
 | `mnist`, `fashion_mnist` | `[28, 28, 1]` in [0, 1] | class | none |
 | `cifar10`, `cifar100` | `[32, 32, 3]`, mean/std normalised | class | pad-4 crop, flip |
 | `svhn_cropped` | `[32, 32, 3]` in [0, 1] | class | none (digits do not flip) |
@@ -17,6 +18,8 @@ and pads the last batches with `batch_mask` 0.0 (see `_pipeline.py`).
 | `oxford_iiit_pet` | `[224, 224, 3]`, mean/std | class, or `[224, 224]` mask | inception crop or resize, flip |
 | `coco/2017` | `[512, 512, 3]`, mean/std, padded | boxes (see `_coco.py`) | flip |
 
+Every one is read from a TFDS builder prepared in `data_dir`, never downloaded.
+`digits` (`_digits.py`) is generated there on first use from scikit-learn's copy;
 `mnist` reads TFDS's `mnist` when it is prepared in `data_dir`, else the offline copy
 of `_mnist.py`. This module holds the small datasets and what every catalogue dataset
 shares; `_imagenet.py`, `_pet.py` and `_coco.py` hold the others. Every split option
@@ -37,6 +40,7 @@ import tensorflow_datasets as tfds
 from . import _pipeline, _preprocess as pp
 from ._dataset import Dataset
 from ._holdout import check_valid_fraction, held_out_splits
+from ._meta_data import MetaData
 from ._randaugment import randaugment as _randaugment
 from ._tfds_builder import check_split, is_readable, split_size
 
@@ -57,6 +61,7 @@ class _Small:
 
 
 _SMALL = {
+    "digits": _Small(),
     "mnist": _Small(),
     "fashion_mnist": _Small(),
     "cifar10": _Small(mean=pp.CIFAR10_MEAN, std=pp.CIFAR10_STD, crop_pad=4, flip=True),
@@ -86,13 +91,26 @@ def not_prepared(name: str, builder, data_dir: str | None) -> FileNotFoundError:
     )
 
 
+def _generated(name: str, data_dir: str | None):
+    """The builder of a dataset made from files on this machine, generated on first use."""
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not is_readable(builder):
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    return builder
+
+
 def prepared_builder(name: str, data_dir: str | None):
     """The TFDS builder of `name`, which must be prepared in `data_dir` (never downloaded).
 
-    Also readable under `tfds.testing.mock_data`, which serves fake examples. `mnist`
-    falls back to the offline `mnist_offline` (generated on first use).
+    Also readable under `tfds.testing.mock_data`, which serves fake examples. `digits`
+    is generated on first use; `mnist` falls back to the offline `mnist_offline`
+    (generated on first use).
     """
     data_dir = _data_dir(data_dir)
+    if name == "digits":
+        from . import _digits  # noqa: F401  (registers the builder with TFDS)
+
+        return _generated(name, data_dir)
     builder = tfds.builder(name, data_dir=data_dir)
     if is_readable(builder):
         return builder
@@ -101,10 +119,7 @@ def prepared_builder(name: str, data_dir: str | None):
     from . import _mnist
 
     _mnist.wheel_data_path()  # fails early, saying how to install the wheel
-    builder = tfds.builder("mnist_offline", data_dir=data_dir)
-    if not builder.is_prepared():
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    return builder
+    return _generated("mnist_offline", data_dir)
 
 
 def resolve_splits(
@@ -198,17 +213,17 @@ def _build(
         **options,
     )
     inputs_spec = valid_iter.element_spec["inputs"]
-    meta_data = {
-        "num_classes": num_classes or builder.info.features["label"].num_classes,
-        "input_shape": (-1, *inputs_spec.shape[1:]),
-        "input_dtype": np.dtype(inputs_spec.dtype.as_numpy_dtype).type,
-        "num_train_examples": split_size(builder, train),
-        "num_eval_examples": split_size(builder, valid),
-        "target_is_onehot": False,
-        "dataset_name": name,
-        "valid_source": valid,
+    meta_data = MetaData(
+        num_classes=num_classes or builder.info.features["label"].num_classes,
+        input_shape=(-1, *inputs_spec.shape[1:]),
+        input_dtype=np.dtype(inputs_spec.dtype.as_numpy_dtype).type,
+        num_train_examples=split_size(builder, train),
+        num_eval_examples=split_size(builder, valid),
+        target_is_onehot=False,
+        dataset_name=name,
+        valid_source=valid,
         **meta,
-    }
+    )
     return Dataset(train_iter, valid_iter, test_iter, meta_data)
 
 
@@ -231,7 +246,7 @@ def small_image_dataset(
     cache: bool = True,
     prefetch: int = 2,
 ) -> Dataset:
-    """`mnist`, `fashion_mnist`, `cifar10`, `cifar100` or `svhn_cropped` (see the table).
+    """`digits`, `mnist`, `fashion_mnist`, `cifar10`, `cifar100` or `svhn_cropped` (see the table).
 
     Arguments:
         name: the TFDS name.
@@ -287,6 +302,7 @@ def small_image_dataset(
     )
 
 
+digits = functools.partial(small_image_dataset, "digits")
 mnist = functools.partial(small_image_dataset, "mnist")
 fashion_mnist = functools.partial(small_image_dataset, "fashion_mnist")
 cifar10 = functools.partial(small_image_dataset, "cifar10")

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ._meta_data import MetaData
+
 Batch = dict[str, np.ndarray]
 
 
@@ -32,16 +34,20 @@ class Dataset:
             `eval_batch_size`, the last ones zero-padded with `batch_mask` 0.0, so that
             every example is counted exactly once and every host runs as many steps.
         test_iter: the same for the test split.
-        meta_data: `num_classes` (for class labels; absent where it means nothing, as
-            for regression targets), `input_shape` (`(-1, height, width, channels)`),
-            `input_dtype`, `num_train_examples` and `num_eval_examples` (the training
-            and validation splits, whole, over all hosts), `target_is_onehot`,
-            `dataset_name` and `valid_source`: the split `valid_iter` reads, `"test"`
-            (the test split), a validation split of the dataset's own (`"validation"`,
-            `"valid"`), or `"train[k:]"` (held out from training by `valid_fraction`).
+        meta_data: a `MetaData` (given as one or as a dict, which is converted and
+            checked): `num_classes` (for class labels; absent where it means nothing,
+            as for regression targets), `input_shape` (`(-1, height, width,
+            channels)`), `input_dtype`, `num_train_examples` and `num_eval_examples`
+            (the training and validation splits, whole, over all hosts),
+            `dataset_name`, `valid_source` (the split `valid_iter` reads, `"test"`, a
+            validation split of the dataset's own, or `"train[k:]"` held out by
+            `valid_fraction`) and the optional fields of `MetaData`.
     """
 
     train_iter: Iterator[Batch]
     valid_iter: Iterable[Batch]
     test_iter: Iterable[Batch]
-    meta_data: dict[str, Any]
+    meta_data: MetaData | dict[str, Any]
+
+    def __post_init__(self):
+        object.__setattr__(self, "meta_data", MetaData.of(self.meta_data))

@@ -18,6 +18,7 @@ from . import _pipeline
 from ._checks import check_positive_int
 from ._dataset import Dataset
 from ._holdout import check_valid_fraction, held_out_sizes
+from ._meta_data import MetaData
 
 
 def _image_size(value) -> tuple[int, int]:
@@ -147,15 +148,15 @@ def image_folder_dataset(
 
     test_iter = eval_batches(test_ds, num_test)
     valid_iter = test_iter if valid_ds is test_ds else eval_batches(valid_ds, num_valid)
-    meta_data = {
-        "num_classes": len(class_names),
-        "class_names": class_names,
-        "input_shape": (-1, height, width, channels),
-        "input_dtype": np.float32,
-        "num_train_examples": num_train,
-        "num_eval_examples": num_valid,
-        "target_is_onehot": False,
-        "dataset_name": "image_folder",
-        "valid_source": valid_source,
-    }
+    meta_data = MetaData(
+        num_classes=len(class_names),
+        class_names=class_names,
+        input_shape=(-1, height, width, channels),
+        input_dtype=np.float32,
+        num_train_examples=num_train,
+        num_eval_examples=num_valid,
+        target_is_onehot=False,
+        dataset_name="image_folder",
+        valid_source=valid_source,
+    )
     return Dataset(train_iter, valid_iter, test_iter, meta_data)

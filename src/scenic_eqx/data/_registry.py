@@ -1,11 +1,11 @@
 """Datasets by name: `get_dataset("digits", batch_size=32)`.
 
-Each entry names a TFDS dataset and its splits; adding a TFDS catalogue dataset is one
-line, e.g. `"mnist": _Entry("mnist", train="train", valid="test", test="test")`. A
-`_Builder` entry instead names a function that builds the `Dataset` itself and declares
-the dataset's own arguments (`root`, `image_size`, ...) in its signature; `register`
-adds such a function from outside the library.
-TensorFlow is imported only inside `get_dataset`.
+Each entry names the function that builds the `Dataset` (one per dataset of the TFDS
+catalogue, in `_catalogue.py`, `_imagenet.py`, `_pet.py` and `_coco.py`, all reading
+TFDS builders the same way; others for arrays, image folders, videos and generated
+data) and declares the dataset's own arguments (`image_size`, `root`, ...) in its
+signature; `register` adds such a function from outside the library.
+TensorFlow is imported only inside `get_dataset`, by the builders that need it.
 """
 
 import dataclasses
@@ -17,23 +17,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from .._extras import require
 from ._checks import check_positive_int, check_process, check_seed
 from ._dataset import Dataset
-from ._holdout import check_valid_fraction, held_out_splits
-
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    tfds_name: str
-    train: str
-    valid: str
-    test: str
-    # A module defining (and so registering) a local TFDS builder. Only such datasets
-    # are generated on first use: the others need a download this machine cannot make.
-    local_builder_module: str | None = None
+from ._holdout import check_valid_fraction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +46,11 @@ class _Builder:
 # The arguments that `get_dataset` itself checks and passes to every `_Builder`.
 _COMMON_ARGUMENTS = ("batch_size", "eval_batch_size", "shuffle_seed", "process_index", "process_count")
 
-_DATASETS: dict[str, _Entry | _Builder] = {
-    # No validation split of its own: `valid_iter` and `test_iter` both read `test`.
-    "digits": _Entry("digits", "train", "test", "test", "scenic_eqx.data._digits"),
+_DATASETS: dict[str, _Builder] = {
     # The TFDS catalogue, with each dataset's preprocessing and augmentation; read from
-    # `data_dir` where prepared, never downloaded (`mnist` falls back to an offline copy).
+    # `data_dir` where prepared, never downloaded (`digits` is generated there from
+    # scikit-learn's copy; `mnist` falls back to an offline copy).
+    "digits": _Builder("scenic_eqx.data._catalogue", "digits"),
     "mnist": _Builder("scenic_eqx.data._catalogue", "mnist"),
     "fashion_mnist": _Builder("scenic_eqx.data._catalogue", "fashion_mnist"),
     "cifar10": _Builder("scenic_eqx.data._catalogue", "cifar10"),
@@ -82,10 +69,6 @@ _DATASETS: dict[str, _Entry | _Builder] = {
         "scenic_eqx.data._synthetic_detection", "synthetic_detection_dataset", uses_tensorflow=False
     ),
 }
-
-# Options of the tf.data pipelines that `get_dataset` passes through (see `_pipeline`).
-_TRAIN_OPTIONS = ("shuffle_buffer_size", "cache", "prefetch")
-_EVAL_OPTIONS = ("cache", "prefetch")
 
 
 def list_datasets() -> list[str]:
@@ -178,25 +161,6 @@ def _check_builder(name: str, builder: object) -> None:
         )
 
 
-def _prepared_builder(name: str, entry: _Entry, data_dir: str | None):
-    import tensorflow_datasets as tfds
-
-    from ._catalogue import not_prepared
-    from ._tfds_builder import is_readable
-
-    # TFDS reads TFDS_DATA_DIR once, at import; reading it here honours a later setting.
-    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
-    if entry.local_builder_module is not None:
-        importlib.import_module(entry.local_builder_module)
-    builder = tfds.builder(entry.tfds_name, data_dir=data_dir)
-    if not is_readable(builder):
-        if entry.local_builder_module is None:
-            raise not_prepared(name, builder, data_dir)
-        # Generated from files already on disk; nothing is downloaded.
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    return builder
-
-
 def _check_data_dir(data_dir: object) -> str | None:
     if data_dir is None:
         return None
@@ -240,12 +204,11 @@ def get_dataset(
             split). `meta_data["valid_source"]` names what `valid_iter` reads.
             Datasets that cannot hold out part of their training split (`video_tfrecord`)
             refuse it.
-        **kwargs: for a TFDS dataset, pipeline options: `shuffle_buffer_size`
-            (training), `cache` and `prefetch` (both). Datasets built otherwise declare
-            their own: `arrays` (see `from_arrays`), `image_folder` (see
-            `image_folder_dataset`) and `video_tfrecord` (see `video_tfrecord_dataset`);
+        **kwargs: the dataset's own options, as its builder declares them: `arrays`
+            (see `from_arrays`), `image_folder` (see `image_folder_dataset`) and
+            `video_tfrecord` (see `video_tfrecord_dataset`);
             `docs/bring_your_own_data.md` shows each. The TFDS catalogue datasets
-            (`cifar10`, `imagenet2012`, `coco/2017`, ...) take `shuffle_buffer_size`,
+            (`digits`, `cifar10`, `imagenet2012`, `coco/2017`, ...) take `shuffle_buffer_size`,
             `cache`, `prefetch`, the splits `train_split`, `valid_split` and
             `test_split` (e.g. `"train[:98%]"`), and their own (`augment`,
             `randaugment`, `image_size`, `task`, `max_boxes`, `manual_dir`; see
@@ -291,77 +254,42 @@ def get_dataset(
         process_count = jax.process_count() if process_count is None else process_count
     process_index, process_count = check_process(process_index, process_count)
     entry = _DATASETS[name]
-    if isinstance(entry, _Entry) or entry.uses_tensorflow:
+    if entry.uses_tensorflow:
         for module in ("tensorflow", "tensorflow_datasets"):
             require(module, "data", f"scenic_eqx.data.get_dataset({name!r})")
-    if isinstance(entry, _Builder):
-        build = entry.load()
-        if data_dir is not None:
-            kwargs = {**kwargs, "data_dir": data_dir}
-        known = [
-            p.name
-            for p in inspect.signature(build).parameters.values()
-            if p.kind == p.KEYWORD_ONLY and p.name not in _COMMON_ARGUMENTS
-        ]
-        if valid_fraction is not None:
-            if "valid_fraction" not in known:
-                raise TypeError(
-                    f"Dataset {name!r} cannot hold out `valid_fraction` of its training "
-                    f"split; its options are: {', '.join(known)}. Received: "
-                    f"valid_fraction={valid_fraction!r}."
-                )
-            kwargs = {**kwargs, "valid_fraction": valid_fraction}
-    else:
-        known = _TRAIN_OPTIONS
+    build = entry.load()
+    if data_dir is not None:
+        kwargs = {**kwargs, "data_dir": data_dir}
+    known = [
+        p.name
+        for p in inspect.signature(build).parameters.values()
+        if p.kind == p.KEYWORD_ONLY and p.name not in _COMMON_ARGUMENTS
+    ]
+    if valid_fraction is not None:
+        if "valid_fraction" not in known:
+            raise TypeError(
+                f"Dataset {name!r} cannot hold out `valid_fraction` of its training "
+                f"split; its options are: {', '.join(known)}. Received: "
+                f"valid_fraction={valid_fraction!r}."
+            )
+        kwargs = {**kwargs, "valid_fraction": valid_fraction}
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
+        own = [option for option in known if option not in ("data_dir", "valid_fraction")]
         raise TypeError(
             f"Unknown option(s) {', '.join(unknown)} for `get_dataset` of {name!r}; "
-            f"known: {', '.join(known)}. Received: "
+            f"known: {', '.join(own)}. Received: "
             f"{', '.join(f'{key}={kwargs[key]!r}' for key in unknown)}."
         )
-    if isinstance(entry, _Builder):
-        return _with_valid_source(
-            build(
-                batch_size=batch_size,
-                eval_batch_size=eval_batch_size,
-                shuffle_seed=shuffle_seed,
-                process_index=process_index,
-                process_count=process_count,
-                **kwargs,
-            )
-        )
-
-    from . import _pipeline
-
-    builder = _prepared_builder(name, entry, data_dir)
-    hosts = {"process_index": process_index, "process_count": process_count}
-    eval_options = {k: v for k, v in kwargs.items() if k in _EVAL_OPTIONS}
-
-    def eval_batches(split: str) -> _pipeline.EvalBatches:
-        return _pipeline.eval_batches(builder, split, batch_size=eval_batch_size, **hosts, **eval_options)
-
-    train_split, valid_split = entry.train, entry.valid
-    if valid_fraction is not None:
-        num_train = _pipeline.split_size(builder, entry.train)
-        train_split, valid_split = held_out_splits(entry.train, num_train, valid_fraction)
-    valid_iter = eval_batches(valid_split)
-    test_iter = valid_iter if entry.test == valid_split else eval_batches(entry.test)
-    train_iter = _pipeline.train_batches(
-        builder, train_split, batch_size=batch_size, shuffle_seed=shuffle_seed, **hosts, **kwargs
+    dataset = build(
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        shuffle_seed=shuffle_seed,
+        process_index=process_index,
+        process_count=process_count,
+        **kwargs,
     )
-    inputs_spec = valid_iter.element_spec["inputs"]
-    meta_data = {
-        "num_classes": builder.info.features["label"].num_classes,
-        "input_shape": (-1, *inputs_spec.shape[1:]),
-        "input_dtype": np.dtype(inputs_spec.dtype.as_numpy_dtype).type,
-        "num_train_examples": _pipeline.split_size(builder, train_split),
-        "num_eval_examples": _pipeline.split_size(builder, valid_split),
-        "target_is_onehot": False,
-        "dataset_name": name,
-        "valid_source": valid_split,
-    }
-    return Dataset(train_iter, valid_iter, test_iter, meta_data)
+    return _with_valid_source(dataset)
 
 
 def _with_valid_source(dataset: Dataset) -> Dataset:
@@ -369,4 +297,4 @@ def _with_valid_source(dataset: Dataset) -> Dataset:
     out because `valid_iter` is `test_iter` (no validation data of its own)."""
     if "valid_source" in dataset.meta_data or dataset.valid_iter is not dataset.test_iter:
         return dataset
-    return dataclasses.replace(dataset, meta_data={**dataset.meta_data, "valid_source": "test"})
+    return dataclasses.replace(dataset, meta_data=dataset.meta_data.replace(valid_source="test"))

@@ -18,6 +18,7 @@ from ._checks import check_process
 from ._dataset import Dataset
 from ._holdout import check_valid_fraction, held_out_arrays
 from ._in_memory import EvalBatches, train_batches
+from ._meta_data import MetaData
 from ._synthetic_segmentation import (
     CLASS_NAMES as _SEGMENTATION_CLASSES,
     MAX_SHAPES,
@@ -115,16 +116,16 @@ def synthetic_detection_dataset(
     test = generate(num_test_examples, image_size=image_size, seed=seed, split="test")
     test_iter = EvalBatches(test, batch_size=eval_batch_size, **hosts)
     valid_iter = test_iter if valid is None else EvalBatches(valid, batch_size=eval_batch_size, **hosts)
-    meta_data = {
-        "num_classes": len(CLASS_NAMES),
-        "class_names": CLASS_NAMES,
-        "max_boxes": MAX_SHAPES,
-        "input_shape": (-1, image_size, image_size, 3),
-        "input_dtype": np.float32,
-        "num_train_examples": len(train["inputs"]),
-        "num_eval_examples": num_test_examples if valid is None else len(valid["inputs"]),
-        "target_is_onehot": False,
-        "dataset_name": "synthetic_detection",
-        "valid_source": valid_source,
-    }
+    meta_data = MetaData(
+        num_classes=len(CLASS_NAMES),
+        class_names=CLASS_NAMES,
+        max_boxes=MAX_SHAPES,
+        input_shape=(-1, image_size, image_size, 3),
+        input_dtype=np.float32,
+        num_train_examples=len(train["inputs"]),
+        num_eval_examples=num_test_examples if valid is None else len(valid["inputs"]),
+        target_is_onehot=False,
+        dataset_name="synthetic_detection",
+        valid_source=valid_source,
+    )
     return Dataset(train_iter, valid_iter, test_iter, meta_data)

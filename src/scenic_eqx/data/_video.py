@@ -16,6 +16,7 @@ from . import _pipeline, _video_clips
 from ._checks import check_positive_int
 from ._dataset import Dataset
 from ._image_folder import _image_size
+from ._meta_data import MetaData
 from ._video_records import expand_files, parse_record, read_record_info
 
 
@@ -185,14 +186,14 @@ def video_tfrecord_dataset(
         cache=cache,
         prefetch=prefetch,
     )
-    meta_data = {
-        "num_classes": num_classes,
-        "input_shape": (-1, num_frames, *size, channels),
-        "input_dtype": np.float32,
-        "num_train_examples": sum(splits["train_files"][1]),
-        "num_eval_examples": sum(splits["test_files"][1]),
-        "num_test_views": num_views,
-        "target_is_onehot": False,
-        "dataset_name": "video_tfrecord",
-    }
+    meta_data = MetaData(
+        num_classes=num_classes,
+        input_shape=(-1, num_frames, *size, channels),
+        input_dtype=np.float32,
+        num_train_examples=sum(splits["train_files"][1]),
+        num_eval_examples=sum(splits["test_files"][1]),
+        num_test_views=num_views,
+        target_is_onehot=False,
+        dataset_name="video_tfrecord",
+    )
     return Dataset(train_iter, test_iter, test_iter, meta_data)
