@@ -1,8 +1,9 @@
 """Pretrained weights, matched by name: `load_weights(model, path)`.
 
-Each checkpoint format has a table of renaming rules (`_weights_google.py`,
-`_weights_torch.py`) from its keys to our module paths (`encoder.blocks[0].norm1.weight`),
-with the layout change of each array. The model's arrays are then replaced path by path,
+Each model family keeps, beside it, a table of renaming rules per checkpoint source
+(`_vit_weights.py`, `_mixer_weights.py`, `_resnet_weights.py`) from the source's keys to
+our module paths (`encoder.blocks[0].norm1.weight`), with the layout change of each
+array; `_weights_google.py` and `_weights_torch.py` read the files. The model's arrays are then replaced path by path,
 never by position, and every array is checked: a parameter the model has and the file
 lacks, or the reverse, is named; so is a shape that differs.
 """
@@ -19,14 +20,13 @@ import numpy as np
 from . import _weights_google as google, _weights_torch as torch_formats
 from ._layer_norm import LayerNorm
 from ._mixer import MlpMixer
+from ._mixer_weights import MIXER_WEIGHTS
 from ._mlp_block import MlpBlock
-from ._posemb_resample import adapt_posemb
-from ._position_embedding import LearnedPositionEmbedding
 from ._resnet import ResNet
+from ._resnet_weights import RESNET_WEIGHTS
 from ._vit import ViT
-from ._weights_rules import Rule, apply_rules
-
-_Converted = dict[str, tuple[np.ndarray, str]]
+from ._vit_weights import VIT_WEIGHTS
+from ._weights_rules import FamilyWeights, apply_rules
 
 
 def load_weights(
@@ -91,62 +91,62 @@ def load_weights(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`path` must be an existing checkpoint file. Received: {path!r}.")
-    converted, unmatched, origins, numerics, description = _convert(model, path)
+    converted, unmatched, origins, numerics, description, family = _convert(model, path)
     if numerics is not None:
         model = _set_numerics(model, *numerics)
-    if isinstance(model, ViT):
-        converted = _fit_vit(model, converted, path)
+    if family.fit is not None:
+        converted = family.fit(model, converted, path)
     return _assign(model, converted, unmatched, origins, path, description, strict, allow_nonfinite)
 
 
+# Each family's conversion lives beside it (`_vit_weights.py`, ...); a subclass of a
+# family's model loads as the family does.
+_FAMILIES: dict[type, FamilyWeights] = {ViT: VIT_WEIGHTS, MlpMixer: MIXER_WEIGHTS, ResNet: RESNET_WEIGHTS}
+_SOURCES = {"google": "Google .npz", "timm": "timm .safetensors", "transformers": "transformers .safetensors"}
+
+
+def _family(model: eqx.Module) -> FamilyWeights | None:
+    return next((_FAMILIES[cls] for cls in type(model).__mro__ if cls in _FAMILIES), None)
+
+
+def _supported() -> str:
+    return "; ".join(
+        f"{weights.family} from {', '.join(_SOURCES[source] for source in weights.rules)}"
+        for weights in _FAMILIES.values()
+    )
+
+
 def _convert(model: eqx.Module, path: str):
-    """Renames the file's arrays to module paths by the rules of its format."""
+    """Renames the file's arrays to module paths by the rules of the model's family."""
     extension = os.path.splitext(path)[1].lower()
-    kind = type(model).__name__
-    origins: dict[str, str] = {}
-    numerics: tuple[bool, float] | None = None
-    rules: list[Rule] | None = None
-    if extension == ".npz":
-        numerics = (google.GELU_APPROXIMATE, google.LAYER_NORM_EPS)
-        if isinstance(model, ViT):
-            arrays, origins = google.read_npz(path, "embedding/kernel")
-            rules = google.VIT_RULES
-        elif isinstance(model, MlpMixer):
-            arrays, origins = google.read_npz(path, "stem/kernel")
-            rules = google.MIXER_RULES
-        description = "Google .npz"
-    elif extension == ".safetensors":
-        arrays, flavour = torch_formats.read_safetensors(path)
-        description = f"{flavour} .safetensors"
-        if flavour == "timm":
-            numerics = (torch_formats.TIMM_GELU_APPROXIMATE, torch_formats.TIMM_LAYER_NORM_EPS)
-            rules = {
-                ViT: torch_formats.TIMM_VIT_RULES,
-                MlpMixer: torch_formats.TIMM_MIXER_RULES,
-                ResNet: torch_formats.TIMM_RESNET_RULES,
-            }.get(type(model))
-        elif isinstance(model, ViT):
-            config = torch_formats.transformers_config(path)
-            numerics = torch_formats.transformers_vit_numerics(config, path)
-            rules = torch_formats.HF_VIT_RULES
-        elif isinstance(model, ResNet):
-            torch_formats.check_transformers_resnet(torch_formats.transformers_config(path), path)
-            rules = torch_formats.HF_RESNET_RULES
-    else:
+    if extension not in (".npz", ".safetensors"):
         raise ValueError(
             "`path` must be a Google `.npz` or a timm/transformers `.safetensors` checkpoint. "
             f"Received: {path!r}."
         )
-    if isinstance(model, ResNet):
-        numerics = None  # Nothing to set: BatchNorm eps 1e-5 is torch's default too.
-    if rules is None:
+    family = _family(model)
+    source = "google" if extension == ".npz" else None
+    arrays: dict[str, np.ndarray] = {}
+    if source is None:
+        arrays, source = torch_formats.read_safetensors(path)
+    if family is None or source not in family.rules:
+        kind = type(model).__name__
         raise ValueError(
-            f"Cannot load a {description} checkpoint into a {kind}: supported are ViT and "
-            "MlpMixer from Google .npz, ViT, MlpMixer and ResNet from timm .safetensors, "
-            f"ViT and ResNet from transformers .safetensors. Received: a {kind} and {path!r}."
+            f"Cannot load a {_SOURCES[source]} checkpoint into a {kind}: supported are "
+            f"{_supported()}. Received: a {kind} and {path!r}."
         )
-    converted, unmatched = apply_rules(arrays, rules)
-    return converted, unmatched, origins, numerics, description
+    origins: dict[str, str] = {}
+    if source == "google":
+        arrays, origins = google.read_npz(path, family.npz_root)
+        numerics = (google.GELU_APPROXIMATE, google.LAYER_NORM_EPS)
+    elif source == "timm":
+        numerics = (torch_formats.TIMM_GELU_APPROXIMATE, torch_formats.TIMM_LAYER_NORM_EPS)
+    else:
+        config = torch_formats.transformers_config(path)
+        numerics = family.transformers_config(config, path) if family.transformers_config else None
+    converted, unmatched = apply_rules(arrays, family.rules[source])
+    numerics = numerics if family.sets_numerics else None
+    return converted, unmatched, origins, numerics, _SOURCES[source], family
 
 
 def _set_numerics(model: Any, gelu_approximate: bool, layer_norm_eps: float) -> Any:
@@ -182,53 +182,6 @@ def _set_numerics(model: Any, gelu_approximate: bool, layer_norm_eps: float) -> 
         return node
 
     return jax.tree_util.tree_map(rebuild, model, is_leaf=lambda x: isinstance(x, (MlpBlock, LayerNorm)))
-
-
-def _fit_vit(model: ViT, converted: _Converted, path: str) -> _Converted:
-    """Stacks blocks for a `scan_layers` encoder and fits the position table."""
-    converted = dict(converted)
-    if model.encoder.scan_layers:
-        converted = _stack_blocks(converted, len(model.encoder.drop_path_rates), path)
-    name = "pos_embedding.weight"
-    if name in converted and isinstance(model.pos_embedding, LearnedPositionEmbedding):
-        table, key = converted[name]
-        patch = model.embedding.patch_size
-        grid = (model.image_size[0] // patch[0], model.image_size[1] // patch[1])
-        if table.ndim == 2 and table.shape[1] == model.pos_embedding.weight.shape[1]:
-            table = adapt_posemb(
-                table,
-                checkpoint_has_cls="cls_token" in converted,
-                num_prefix=int(model.cls_token is not None),
-                grid=grid,
-                name=key,
-            )
-        converted[name] = (table, key)
-    return converted
-
-
-def _stack_blocks(converted: _Converted, num_layers: int, path: str) -> _Converted:
-    """`encoder.blocks[i].<name>` arrays stacked into `encoder.blocks.<name>` `[layers, ...]`."""
-    prefix = "encoder.blocks["
-    per_block: dict[str, dict[int, tuple[np.ndarray, str]]] = {}
-    out = {}
-    for name, value in converted.items():
-        if name.startswith(prefix):
-            index, rest = name[len(prefix) :].split("]", 1)
-            per_block.setdefault(rest, {})[int(index)] = value
-        else:
-            out[name] = value
-    found = sorted({i for layers in per_block.values() for i in layers})
-    if per_block and found != list(range(num_layers)):
-        raise ValueError(
-            f"The model's `num_layers` (={num_layers}) must be the checkpoint's number of "
-            f"encoder blocks. Received: {path!r}, which has {len(found)} encoder blocks "
-            f"({found[0]}..{found[-1]})."
-        )
-    for rest, layers in per_block.items():
-        if len(layers) == num_layers:  # An incomplete stack is reported as missing.
-            arrays = [layers[i][0] for i in range(num_layers)]
-            out["encoder.blocks" + rest] = (np.stack(arrays), layers[0][1])
-    return out
 
 
 def _path_name(path: tuple) -> str:

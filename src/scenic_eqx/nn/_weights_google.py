@@ -29,80 +29,11 @@ import zlib
 
 import numpy as np
 
-from ._weights_rules import (
-    Rule,
-    conv_kernel,
-    dense_kernel,
-    flat,
-    heads_in_kernel,
-    heads_out_kernel,
-    same,
-    tokens,
-)
-
 GELU_APPROXIMATE = True
 LAYER_NORM_EPS = 1e-6
 
 _PREFIXES = ("", "params/", "params/img/", "opt/target/")
 _STACKED = "Transformer/encoderblock/"
-
-
-def _layer_norm(src: str, dst: str) -> list[Rule]:
-    return [(src + "/scale", dst + ".weight", same), (src + "/bias", dst + ".bias", same)]
-
-
-def _dense(src: str, dst: str) -> list[Rule]:
-    return [(src + "/kernel", dst + ".weight", dense_kernel), (src + "/bias", dst + ".bias", same)]
-
-
-def _mlp(src: str, dst: str) -> list[Rule]:
-    return _dense(src + "/Dense_0", dst + ".dense1") + _dense(src + "/Dense_1", dst + ".dense2")
-
-
-def _attention(src: str, dst: str) -> list[Rule]:
-    rules: list[Rule] = []
-    for name in ("query", "key", "value"):
-        rules.append((f"{src}/{name}/kernel", f"{dst}.{name}.weight", heads_in_kernel))
-        rules.append((f"{src}/{name}/bias", f"{dst}.{name}.bias", flat))
-    rules.append((f"{src}/out/kernel", f"{dst}.out.weight", heads_out_kernel))
-    rules.append((f"{src}/out/bias", f"{dst}.out.bias", same))
-    return rules
-
-
-_BLOCK, _DST = r"Transformer/encoderblock_(?P<i>\d+)", "encoder.blocks[{i}]"
-
-VIT_RULES: list[Rule] = [
-    ("embedding/kernel", "embedding.weight", conv_kernel),
-    ("embedding/bias", "embedding.bias", same),
-    ("cls", "cls_token", tokens),
-    ("(?:Transformer/posembed_input/|Transformer/)?pos_embedding", "pos_embedding.weight", tokens),
-    *_layer_norm(_BLOCK + "/LayerNorm_0", _DST + ".norm1"),
-    # The original code numbers a block's layers by position (`_1`, `_2`, `_3`),
-    # big_vision by type (`_0`, `_1`, `_0`); a file mixing them fails on duplicates.
-    *_attention(_BLOCK + "/MultiHeadDotProductAttention_[01]", _DST + ".attention"),
-    *_layer_norm(_BLOCK + "/LayerNorm_[12]", _DST + ".norm2"),
-    *_mlp(_BLOCK + "/MlpBlock_[03]", _DST + ".mlp"),
-    *_layer_norm("Transformer/encoder_norm", "encoder.norm"),
-    ("MAPHead_0/probe", "map_head.probe", tokens),
-    *_attention("MAPHead_0/MultiHeadDotProductAttention_0", "map_head.attention"),
-    *_layer_norm("MAPHead_0/LayerNorm_0", "map_head.norm"),
-    *_mlp("MAPHead_0/MlpBlock_0", "map_head.mlp"),
-    *_dense("pre_logits", "pre_logits"),
-    *_dense("head", "head"),
-]
-
-_MIXER, _MIXER_DST = r"MixerBlock_(?P<i>\d+)", "blocks[{i}]"
-
-MIXER_RULES: list[Rule] = [
-    ("stem/kernel", "stem.weight", conv_kernel),
-    ("stem/bias", "stem.bias", same),
-    *_layer_norm(_MIXER + "/LayerNorm_0", _MIXER_DST + ".norm1"),
-    *_mlp(_MIXER + "/token_mixing", _MIXER_DST + ".token_mixing"),
-    *_layer_norm(_MIXER + "/LayerNorm_1", _MIXER_DST + ".norm2"),
-    *_mlp(_MIXER + "/channel_mixing", _MIXER_DST + ".channel_mixing"),
-    *_layer_norm("pre_head_layer_norm", "norm"),
-    *_dense("head", "head"),
-]
 
 
 def _as_float(x: np.ndarray) -> np.ndarray:

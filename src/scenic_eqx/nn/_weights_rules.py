@@ -7,13 +7,44 @@ parameters (timm's fused `qkv`); `convert` maps the array to the module's layout
 tuple of arrays for a tuple of targets).
 """
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 Target = str | tuple[str, ...]
 Rule = tuple[str, Target, Callable[[np.ndarray], np.ndarray | tuple[np.ndarray, ...]]]
+Converted = dict[str, tuple[np.ndarray, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyWeights:
+    """How one model family reads published checkpoints: kept beside the family.
+
+    Attributes:
+        family: the family's name in messages (`"ViT"`).
+        rules: renaming rules per checkpoint source: `"google"` (Flax `.npz`), `"timm"`
+            and `"transformers"` (`.safetensors`); a source absent here is refused.
+        npz_root: a key every Google checkpoint of the family has, that locates the
+            parameters inside a training checkpoint (`"embedding/kernel"`).
+        sets_numerics: the family has GELUs and LayerNorms whose form follows the
+            checkpoint's source (exact or tanh GELU, LayerNorm eps).
+        transformers_config: checks a transformers `config.json` (as a dict) against
+            the family's architecture, given the checkpoint path for messages, and
+            returns the numerics it sets, `(gelu_approximate, layer_norm_eps)`, or None.
+        fit: adapts the converted arrays to the model before they are assigned (stacks
+            scanned blocks, resamples a position table): `fit(model, converted, path)`.
+    """
+
+    family: str
+    rules: dict[str, list[Rule]]
+    npz_root: str | None = None
+    sets_numerics: bool = True
+    transformers_config: Callable[[dict, str], tuple[bool, float] | None] | None = None
+    fit: Callable[[Any, Converted, str], Converted] | None = None
+
 
 # Equinox's BatchNorm divides its running averages by `1 - momentum**count` at inference
 # (zero-debiasing); with a large count the factor is exactly 1 in float32, so imported
@@ -86,6 +117,32 @@ def batch_norm(src: str, dst: str) -> list[Rule]:
 def torch_linear(src: str, dst: str) -> list[Rule]:
     """A torch `Linear` or `LayerNorm` (`weight`, `bias`) in the same layout."""
     return [(src + r"\.weight", dst + ".weight", same), (src + r"\.bias", dst + ".bias", same)]
+
+
+def flax_layer_norm(src: str, dst: str) -> list[Rule]:
+    """A Flax `LayerNorm` (`scale`, `bias`) to ours (`weight`, `bias`)."""
+    return [(src + "/scale", dst + ".weight", same), (src + "/bias", dst + ".bias", same)]
+
+
+def flax_dense(src: str, dst: str) -> list[Rule]:
+    """A Flax `Dense` (`kernel` `[in, out]`, `bias`) to an `eqx.nn.Linear`."""
+    return [(src + "/kernel", dst + ".weight", dense_kernel), (src + "/bias", dst + ".bias", same)]
+
+
+def flax_mlp(src: str, dst: str) -> list[Rule]:
+    """A Flax `MlpBlock` (`Dense_0`, `Dense_1`) to an `MlpBlock` (`dense1`, `dense2`)."""
+    return flax_dense(src + "/Dense_0", dst + ".dense1") + flax_dense(src + "/Dense_1", dst + ".dense2")
+
+
+def flax_attention(src: str, dst: str) -> list[Rule]:
+    """A Flax `MultiHeadDotProductAttention` (per-head kernels) to ours (fused heads)."""
+    rules: list[Rule] = []
+    for name in ("query", "key", "value"):
+        rules.append((f"{src}/{name}/kernel", f"{dst}.{name}.weight", heads_in_kernel))
+        rules.append((f"{src}/{name}/bias", f"{dst}.{name}.bias", flat))
+    rules.append((f"{src}/out/kernel", f"{dst}.out.weight", heads_out_kernel))
+    rules.append((f"{src}/out/bias", f"{dst}.out.bias", same))
+    return rules
 
 
 def apply_rules(
