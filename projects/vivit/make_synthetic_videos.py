@@ -4,9 +4,9 @@
 
 Each video is `--num_frames` frames of `--size` x `--size` noise on which a bright square
 of random side, colour and row crosses the frame, left to right (class 0) or right to
-left (class 1), one pixel per frame. The square covers the same positions in both
-classes, so no single frame tells them apart: only motion does. Writes
-`train-00000-of-00001.tfrecord` and `test-00000-of-00001.tfrecord` (see
+left (class 1), one pixel per frame (`moving_squares.make_split`). The square covers the
+same positions in both classes, so no single frame tells them apart: only motion does.
+Writes `train-00000-of-00001.tfrecord` and `test-00000-of-00001.tfrecord` (see
 `scenic_eqx.data.write_video_records`). Video `i` of a split is a function of
 `(seed, split, i)` only.
 """
@@ -15,41 +15,13 @@ import argparse
 import os
 import sys
 
-import numpy as np
+from scenic_eqx import data, run
 
-from scenic_eqx import data
-
-CLASS_NAMES = ("left_to_right", "right_to_left")
-_SPLITS = {"train": 0, "test": 1}
-
-
-def moving_square(label: int, rng: np.random.Generator, *, num_frames: int, size: int) -> np.ndarray:
-    """One video, uint8 `[num_frames, size, size, 3]`, of a square moving as `label` says."""
-    side = int(rng.integers(3, 6))
-    row = int(rng.integers(0, size - side + 1))
-    # Positions x, x+1, ...: the whole path fits in the frame (it wraps if the video is
-    # longer than the frame is wide).
-    span = size - side + 1
-    start = int(rng.integers(0, max(span - num_frames + 1, 1)))
-    columns = (start + np.arange(num_frames)) % span
-    if label == 1:
-        columns = span - 1 - columns
-    video = rng.integers(0, 60, (num_frames, size, size, 3)).astype(np.uint8)
-    colour = rng.integers(160, 256, 3).astype(np.uint8)
-    for t, column in enumerate(columns):
-        video[t, row : row + side, column : column + side] = colour
-    return video
-
-
-def make_split(split: str, num_videos: int, *, seed: int = 0, num_frames: int = 12, size: int = 16):
-    """`(videos, labels)` of a split: balanced classes, in a fixed order."""
-    videos, labels = [], []
-    for index in range(num_videos):
-        rng = np.random.default_rng([seed, _SPLITS[split], index])
-        label = index % 2
-        videos.append(moving_square(label, rng, num_frames=num_frames, size=size))
-        labels.append(label)
-    return videos, labels
+# The videos themselves are made by `moving_squares.py` beside this file, which the
+# in-memory dataset `moving_squares` uses too.
+_videos = run.import_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "moving_squares.py"))
+CLASS_NAMES = _videos.CLASS_NAMES
+make_split = _videos.make_split
 
 
 def write(

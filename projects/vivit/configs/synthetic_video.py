@@ -7,15 +7,14 @@ Reads the DMVR-layout records written by the first command (override their place
 `--config.dataset.train_files=GLOB --config.dataset.test_files=GLOB`). Clips of 8
 frames from 12-frame 16x16 videos, 2x4x4 tubelets. Reaches 100% test accuracy on the 64
 held-out videos (2 clips x 3 crops per video) in 300 steps: 4 minutes of wall time on 2
-shared CPU cores, 1.5 minutes of CPU time (see projects/vivit/README.md). `:smoke` is 60
-steps, for tests.
+shared CPU cores, 1.5 minutes of CPU time (see projects/vivit/README.md). For a run with
+nothing to prepare, the same videos made in memory, see `smoke.py`.
 """
 
 import ml_collections
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    smoke = arg == "smoke"
+def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.dataset_name = "video_tfrecord"
     config.dataset = ml_collections.ConfigDict(
@@ -55,13 +54,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = "adamw"
     config.optimizer_kwargs = ml_collections.ConfigDict(dict(weight_decay=1e-4))
     config.schedule = "warmup_cosine_decay"
-    config.schedule_kwargs = ml_collections.ConfigDict(
-        dict(base_learning_rate=1e-3, warmup_steps=5 if smoke else 30)
-    )
+    config.schedule_kwargs = ml_collections.ConfigDict(dict(base_learning_rate=1e-3, warmup_steps=30))
     config.grad_clip_norm = 1.0
-    config.num_train_steps = 60 if smoke else 300
-    config.log_every = 10 if smoke else 25
-    config.eval_every = 60 if smoke else 100
-    config.checkpoint_every = 60 if smoke else 100
+    config.num_train_steps = 300
+    config.log_every = 25
+    config.eval_every = 100
+    config.checkpoint_every = 100
     config.seed = 0
     return config

@@ -44,5 +44,6 @@ from ._tubelet_embedding import TubeletEmbedding as TubeletEmbedding
 from ._unet import UNet as UNet
 from ._vit import VIT_VARIANTS as VIT_VARIANTS, ViT as ViT
 from ._vivit import VIVIT_VARIANTS as VIVIT_VARIANTS, ViViT as ViViT
+from ._vivit_init import vivit_from_vit as vivit_from_vit
 from ._weight_standardized_conv import StdConv2d as StdConv2d
 from ._weights import load_weights as load_weights

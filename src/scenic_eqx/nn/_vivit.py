@@ -74,6 +74,9 @@ class ViViT(eqx.Module):
         dropout_rate: dropout after the position embedding and inside the blocks.
         attention_dropout_rate: dropout on the attention weights.
         stochastic_depth: stochastic depth rate of the last block of each encoder.
+        gelu_approximate: tanh-approximate GELU in every block (`True` to match a ViT
+            loaded from Google's checkpoints; see `vivit_from_vit`).
+        layer_norm_eps: epsilon of every layer norm.
         scan_layers: run each encoder's blocks with `lax.scan` over stacked weights.
         remat_policy: `None`, or rematerialise each block of each encoder in the
             backward pass by this `jax.checkpoint` policy (`"nothing_saveable"`,
@@ -113,6 +116,8 @@ class ViViT(eqx.Module):
         dropout_rate: float = 0.0,
         attention_dropout_rate: float = 0.0,
         stochastic_depth: float = 0.0,
+        gelu_approximate: bool = False,
+        layer_norm_eps: float = 1e-6,
         scan_layers: bool = False,
         remat_policy: str | None = None,
         key: PRNGKeyArray,
@@ -142,6 +147,8 @@ class ViViT(eqx.Module):
             dropout_rate=dropout_rate,
             attention_dropout_rate=attention_dropout_rate,
             stochastic_depth=stochastic_depth,
+            gelu_approximate=gelu_approximate,
+            layer_norm_eps=layer_norm_eps,
             scan_layers=scan_layers,
             remat_policy=remat_policy,
         )
