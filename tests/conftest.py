@@ -1,7 +1,9 @@
 """Strict settings for the whole suite.
 
 Eight fake CPU devices, so that every sharded code path is exercised on one machine;
-rank promotion raises; compiled programs are cached on disk; every jaxtyping annotation in `scenic_eqx.nn` and `scenic_eqx.tasks`
+rank promotion raises and dtype promotion is strict (a bfloat16 array meeting a float32
+one is an error, not a silent upcast; tests marked `standard_dtype_promotion`, which
+drive third-party code that relies on it, are the allow-list); compiled programs are cached on disk; every jaxtyping annotation in `scenic_eqx.nn` and `scenic_eqx.tasks`
 is checked by beartype, as in a user's program (`scenic_eqx._shape_checks`).
 """
 
@@ -22,6 +24,7 @@ import jaxtyping  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 from scenic_eqx import _shape_checks  # noqa: E402
 
@@ -31,6 +34,15 @@ if not _shape_checks.installed():
         f"The suite tests scenic_eqx with its shape checks on: unset `{variable}`. "
         f"Received: {variable}={os.environ.get(variable)!r}."
     )
+
+
+@pytest.fixture(autouse=True)
+def _standard_dtype_promotion_where_marked(request):
+    if request.node.get_closest_marker("standard_dtype_promotion") is None:
+        yield
+        return
+    with jax.numpy_dtype_promotion("standard"):
+        yield
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ _SCHEDULES = {
     "warmup_cosine_decay": loops.warmup_cosine_decay,
     "warmup_linear_decay": loops.warmup_linear_decay,
     "warmup_rsqrt_decay": loops.warmup_rsqrt_decay,
+    "warmup_step_decay": loops.warmup_step_decay,
 }
 
 # Optax optimizers whose `update` needs more than the gradients (here: the loss function

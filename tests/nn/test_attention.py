@@ -76,7 +76,7 @@ def test_core_gradients_equal_plain_autodiff(getkey, with_mask, with_keep):
     mask = jax.random.bernoulli(getkey(), 0.6, (1, 3, 5)) if with_mask else None
     if with_mask:
         mask = mask.at[0, 0].set(False)  # A fully masked row.
-    keep = 2.0 * jax.random.bernoulli(getkey(), 0.5, (2, 3, 5)) if with_keep else None
+    keep = 2.0 * jax.random.bernoulli(getkey(), 0.5, (2, 3, 5)).astype(jnp.float32) if with_keep else None
     cotangent = jax.random.normal(getkey(), (2, 3, 4))
 
     def loss(core):
@@ -137,7 +137,7 @@ def test_bfloat16_core_gradients_are_close_to_float32(getkey, with_mask, with_ke
     mask = jax.random.bernoulli(getkey(), 0.6, (1, 3, 5)) if with_mask else None
     if with_mask:
         mask = mask.at[0, 0].set(False)  # A fully masked row.
-    keep = 2.0 * jax.random.bernoulli(getkey(), 0.5, (2, 3, 5)) if with_keep else None
+    keep = 2.0 * jax.random.bernoulli(getkey(), 0.5, (2, 3, 5)).astype(jnp.float32) if with_keep else None
     cotangent = jax.random.normal(getkey(), (2, 3, 4))
 
     @functools.partial(jax.jit, static_argnums=3)

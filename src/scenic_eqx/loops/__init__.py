@@ -43,6 +43,7 @@ from ._schedules import (
     warmup_cosine_decay as warmup_cosine_decay,
     warmup_linear_decay as warmup_linear_decay,
     warmup_rsqrt_decay as warmup_rsqrt_decay,
+    warmup_step_decay as warmup_step_decay,
 )
 from ._sharding import (
     data_mesh as data_mesh,

@@ -5,7 +5,7 @@ from ._attention import (
     attend as attend,
     dot_product_attention_core as dot_product_attention_core,
 )
-from ._batch_norm import BatchNorm as BatchNorm
+from ._batch_norm import BatchNorm as BatchNorm, freeze_batch_norm as freeze_batch_norm
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
 from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock
 from ._detr import DETR as DETR

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._linear import dense, linear
+from ._statistics_dtype import statistics_dtype
 
 
 @jax.custom_vjp
@@ -51,24 +52,24 @@ def dot_product_attention_core(
 def _core_fwd(query, key, value, mask, keep):
     # Float32 logits for half-precision inputs (float32 and float64 stay as they are):
     # the products accumulate in float32 anyway, this keeps their result unrounded.
-    compute = jnp.promote_types(query.dtype, jnp.float32)
+    compute = statistics_dtype(query.dtype)
     logits = jnp.einsum("hqd,hkd->hqk", query, key, preferred_element_type=compute)
     if mask is not None:
         # A finite fill keeps fully masked rows finite (uniform weights), as in Flax.
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     probs = jax.nn.softmax(logits, axis=-1)
-    weights = probs if keep is None else probs * keep
+    weights = probs if keep is None else probs * keep.astype(probs.dtype)
     out = jnp.einsum("hqk,hkd->hqd", weights.astype(value.dtype), value)
     return out, (query, key, value, mask, keep, probs)
 
 
 def _core_bwd(residuals, grad):
     query, key, value, mask, keep, probs = residuals
-    weights = probs if keep is None else probs * keep
+    weights = probs if keep is None else probs * keep.astype(probs.dtype)
     d_value = jnp.einsum("hqk,hqd->hkd", weights.astype(value.dtype), grad)
     d_probs = jnp.einsum("hqd,hkd->hqk", grad, value, preferred_element_type=probs.dtype)
     if keep is not None:
-        d_probs = d_probs * keep
+        d_probs = d_probs * keep.astype(d_probs.dtype)
     # Softmax backward: probs * (d_probs - <d_probs, probs>) along the key axis.
     d_logits = probs * (d_probs - jnp.sum(d_probs * probs, axis=-1, keepdims=True))
     if mask is not None:

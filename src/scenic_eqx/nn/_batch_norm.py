@@ -1,11 +1,14 @@
-"""Batch normalisation whose statistics are float32 whatever the input's precision."""
+"""Batch normalisation whose statistics are float32 whatever the input's precision, and
+its frozen form (running statistics in training too, never updated)."""
 
 from collections.abc import Hashable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._statistics_dtype import statistics_dtype
 
 
 class BatchNorm(eqx.nn.BatchNorm):
@@ -23,6 +26,14 @@ class BatchNorm(eqx.nn.BatchNorm):
     (float32) and returns the input's dtype. On float32 inputs it computes exactly what
     `eqx.nn.BatchNorm` does.
 
+    A frozen BatchNorm (`frozen=True`, or `freeze_batch_norm(model)`) normalises with
+    its running statistics in training as well and never updates them: in training it
+    computes exactly what inference does (DETR's `FrozenBatchNorm2d`, Carion et al.
+    2020, for a backbone whose ImageNet statistics a detection batch of a few images
+    would only spoil). Its scale and shift are still parameters: freeze them in the
+    optimizer (`loops.freeze`, the config's `frozen_parameters`) to fix them too, as
+    DETR does.
+
     A subclass rather than a wrapper: it keeps Equinox's parameter and state layout
     (`weight`, `bias`, `batch_state_index` holding `(mean, var)`, `batch_counter`), which
     weight import and checkpoints address by path, and `isinstance(x, eqx.nn.BatchNorm)`.
@@ -33,10 +44,14 @@ class BatchNorm(eqx.nn.BatchNorm):
         eps: added to the variance.
         momentum: weight of the old running statistics in each update (torch's
             `momentum=0.1` is `momentum=0.9` here).
+        frozen: normalise with the running statistics in training too, and never
+            update them.
 
     Reference: Ioffe & Szegedy 2015, "Batch Normalization: Accelerating Deep Network
     Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167.
     """
+
+    frozen: bool
 
     def __init__(
         self,
@@ -45,10 +60,12 @@ class BatchNorm(eqx.nn.BatchNorm):
         *,
         eps: float = 1e-5,
         momentum: float = 0.9,
+        frozen: bool = False,
     ):
         if not 0 < momentum < 1:
             raise ValueError(f"`momentum` (={momentum}) must be in (0, 1)")
         super().__init__(channels, axis_name, eps=eps, momentum=momentum, mode="batch")
+        self.frozen = frozen
 
     def __call__(
         self,
@@ -69,16 +86,17 @@ class BatchNorm(eqx.nn.BatchNorm):
 
         Returns:
             `(y, state)`: `y` of `x`'s shape and dtype, and the updated state (unchanged
-            in inference).
+            in inference, and when frozen).
         """
         del key
-        inference = self.inference if inference is None else inference
-        compute = jnp.promote_types(x.dtype, jnp.float32)
+        inference = self.frozen or (self.inference if inference is None else inference)
+        compute = statistics_dtype(x.dtype)
         xf = x.astype(compute)
         counter = state.get(self.batch_counter)
         running_mean, running_var = state.get(self.batch_state_index)
         if inference:
-            scale = jnp.where(counter == 0, 1, 1 - self.momentum**counter)
+            # The counter is an int32: a float power of it, explicitly (strict promotion).
+            scale = jnp.where(counter == 0, 1.0, 1.0 - self.momentum ** counter.astype(running_mean.dtype))
             mean = (running_mean / scale).astype(compute)
             var = (running_var / scale).astype(compute)
         else:
@@ -102,3 +120,27 @@ class BatchNorm(eqx.nn.BatchNorm):
 
     def _normalise(self, y: Array, mean: Array, var: Array, weight: Array, bias: Array) -> Array:
         return (y - mean) / jnp.sqrt(var + self.eps) * weight + bias
+
+
+def freeze_batch_norm(model: PyTree) -> PyTree:
+    """`model` with every `BatchNorm` in it frozen (see `BatchNorm`'s `frozen`).
+
+    Arguments:
+        model: a module (or any pytree) holding `nn.BatchNorm` layers, e.g. a `ResNet`.
+
+    Returns:
+        The same model whose BatchNorm layers normalise with their running statistics
+        in training too and never update them; the state (`eqx.nn.State(model)`) is
+        unchanged.
+    """
+    is_norm = lambda x: isinstance(x, BatchNorm)  # noqa: E731
+    if not any(is_norm(x) for x in jax.tree.leaves(model, is_leaf=is_norm)):
+        raise ValueError(
+            "`model` must hold at least one `nn.BatchNorm` to freeze. "
+            f"Received: a {type(model).__name__} without one."
+        )
+
+    def flags(tree):
+        return [x.frozen for x in jax.tree.leaves(tree, is_leaf=is_norm) if is_norm(x)]
+
+    return eqx.tree_at(flags, model, replace_fn=lambda _: True)

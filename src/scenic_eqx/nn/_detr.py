@@ -9,10 +9,11 @@ Differences from the paper's code: the transformer is pre-LN (the paper's
 `--pre_norm` option; the post-LN default is harder to train from scratch), and the
 position encoding is the fixed 2-D sine-cosine table of `posemb_sincos_2d` over token
 indices rather than over coordinates normalised to the image. The backbone's BatchNorm
-trains with the model (the paper freezes ImageNet statistics). Images of different sizes
-come padded to one size; with `mask_zero_padding` the padding (pixels exactly 0 in every
-channel, as the `coco/2017` pipeline pads) is masked out of every attention, as the
-paper's pixel mask does.
+trains with the model unless `backbone_frozen_batch_norm` freezes its statistics, as the
+paper does (it also fixes their scale and shift: a config's `frozen_parameters`). Images
+of different sizes come padded to one size; with `mask_zero_padding` the padding (pixels
+exactly 0 in every channel, as the `coco/2017` pipeline pads) is masked out of every
+attention, as the paper's pixel mask does.
 
 Outputs of one image (`num_queries` boxes, `num_classes + 1` logits, the last one
 "no object"):
@@ -31,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from ._batch_norm import freeze_batch_norm
 from ._decoder import Decoder
 from ._detr_backbone import check_detr_backbone, detr_backbone
 from ._encoder import EncoderBlock
@@ -39,6 +41,7 @@ from ._layer_norm import LayerNorm
 from ._linear import dense
 from ._position_embedding import posemb_sincos_2d
 from ._resnet import ResNet
+from ._statistics_dtype import statistics_dtype
 
 _State = eqx.nn.State
 
@@ -72,6 +75,10 @@ class DETR(eqx.Module):
             no token whose backbone cell is all padding is attended to. Right for
             inputs padded with zeros after normalisation (a normalised photo pixel is
             never exactly 0); wrong for images with true black pixels in [0, 1].
+        backbone_frozen_batch_norm: freeze the backbone's BatchNorm statistics
+            (`freeze_batch_norm`): normalise with the running (ImageNet) statistics in
+            training too and never update them, as the paper does; applies to a given
+            `backbone` too.
         key: PRNG key for initialisation (keyword only).
 
     Called as `model(x, state, *, key=None) -> (outputs, state)` inside
@@ -105,6 +112,7 @@ class DETR(eqx.Module):
         in_channels: int = 3,
         backbone_weights: str | None = None,
         mask_zero_padding: bool = False,
+        backbone_frozen_batch_norm: bool = False,
         *,
         backbone: ResNet | None = None,
         key: PRNGKeyArray,
@@ -130,7 +138,7 @@ class DETR(eqx.Module):
             )
         else:
             check_detr_backbone(backbone, **described)
-        self.backbone = backbone
+        self.backbone = freeze_batch_norm(backbone) if backbone_frozen_batch_norm else backbone
         channels = backbone_width * 8 * self.backbone.stages[-1].blocks[-1].expansion
         self.input_projection = eqx.nn.Linear(channels, dim, key=k_projection)
         self.encoder_blocks = tuple(
@@ -220,7 +228,7 @@ class DETR(eqx.Module):
         # an 800-pixel image), while rounding the sigmoid's input to bfloat16 moves a box
         # by at most ~2**-11.
         box_logits = jax.vmap(jax.vmap(self.box_head))(hidden)
-        box_logits = box_logits.astype(jnp.promote_types(box_logits.dtype, jnp.float32))
+        box_logits = box_logits.astype(statistics_dtype(box_logits.dtype))
         boxes = jax.nn.sigmoid(box_logits)
         outputs = {
             "pred_logits": logits[-1],

@@ -7,6 +7,7 @@ detector's arguments describe, so a mismatch fails at construction, not in a sha
 
 from jaxtyping import PRNGKeyArray
 
+from ._batch_norm import freeze_batch_norm
 from ._resnet import RESNET_VARIANTS, ResNet
 
 
@@ -17,6 +18,7 @@ def detr_backbone(
     stem: str = "imagenet",
     *,
     weights: str | None = None,
+    frozen_batch_norm: bool = False,
     key: PRNGKeyArray,
 ) -> ResNet:
     """The headless ResNet for `DETR(..., backbone=...)`, from a classifier checkpoint if given.
@@ -29,6 +31,8 @@ def detr_backbone(
         weights: optional path of a ResNet classifier checkpoint (timm or transformers
             `.safetensors`, see `load_weights`); its head is ignored: DETR starts from an
             ImageNet-trained ResNet.
+        frozen_batch_norm: freeze every BatchNorm (`freeze_batch_norm`): running
+            statistics (the checkpoint's) in training too, never updated, as in DETR.
         key: PRNG key for initialisation (keyword only); loaded weights replace it.
 
     Returns:
@@ -40,7 +44,7 @@ def detr_backbone(
         from ._weights import load_weights
 
         backbone = load_weights(backbone, weights)
-    return backbone
+    return freeze_batch_norm(backbone) if frozen_batch_norm else backbone
 
 
 def describe_resnet(resnet: ResNet) -> dict[str, object]:

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._statistics_dtype import statistics_dtype
+
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def normalize(x: Float[Array, "*batch dim"], eps: float) -> Float[Array, "*batch dim"]:
@@ -29,7 +31,7 @@ def normalize(x: Float[Array, "*batch dim"], eps: float) -> Float[Array, "*batch
 
 def _normalize_fwd(x, eps):
     # Low-precision inputs are normalised in float32 for accurate statistics.
-    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    xf = x.astype(statistics_dtype(x.dtype))
     mean = jnp.mean(xf, axis=-1, keepdims=True)
     centred = xf - mean
     inv_std = jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)

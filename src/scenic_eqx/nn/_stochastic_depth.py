@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._statistics_dtype import statistics_dtype
+
 
 class StochasticDepth(eqx.Module):
     """Zeroes its input with probability `rate`, else scales it by `1/(1 - rate)`.
@@ -43,7 +45,7 @@ class StochasticDepth(eqx.Module):
             )
         # In float32 for half-precision `x`: a bfloat16 uniform draw takes one of 128
         # values, and `1 - rate` rounded to bfloat16 (0.9 -> 0.8984) would bias the scale.
-        compute = jnp.promote_types(x.dtype, jnp.float32)
+        compute = statistics_dtype(x.dtype)
         keep_prob = 1 - jax.lax.stop_gradient(jnp.asarray(self.rate, compute))
         keep = jax.random.bernoulli(key, keep_prob)
         scaled = (x.astype(compute) / keep_prob).astype(x.dtype)

@@ -1,0 +1,71 @@
+"""Every project's smoke configs train one step and evaluate, so no project can rot.
+
+Each `projects/*/configs/*.py` is a smoke config when it is named `smoke.py` (called as
+`get_config()`) or when its `get_config` takes an argument (called as
+`get_config("smoke")`). Each is loaded as `scenic-eqx train` loads it (what its file
+registers is registered), shortened to one training step (its learning-rate warmup, if
+any, to none), and run through its trainer
+(`config.trainer`, or `run.train`): the step, a checkpoint and the test evaluation must
+give finite metrics. A dataset of the TFDS catalogue (ImageNet, COCO, ...) is served by
+`tfds.testing.mock_data`: nothing is downloaded or prepared.
+"""
+
+import contextlib
+import glob
+import inspect
+import math
+import os
+
+import pytest
+import tensorflow_datasets as tfds
+
+from scenic_eqx import _imports, run
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ONE_STEP = dict(num_train_steps=1, log_every=1, eval_every=1, checkpoint_every=1)
+
+
+def smoke_specs() -> list[str]:
+    """`FILE` or `FILE:smoke` for every smoke config under `projects/`, relative to the root."""
+    specs = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "projects", "*", "configs", "*.py"))):
+        relative = os.path.relpath(path, ROOT)
+        if os.path.basename(path) == "smoke.py":
+            specs.append(relative)
+        elif inspect.signature(_imports.import_file(path).get_config).parameters:
+            specs.append(relative + ":smoke")
+    return specs
+
+
+def test_every_project_has_a_smoke_config():
+    projects = {
+        os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "projects", "*")) if os.path.isdir(p)
+    }
+    with_smoke = {spec.split(os.sep)[1] for spec in smoke_specs()}
+    assert projects - {"__pycache__"} == with_smoke
+
+
+def _mocked_if_catalogue(dataset_name: str):
+    """TFDS's mock data for a dataset of TFDS's own catalogue (not one generated here)."""
+    name = dataset_name.split("/")[0]
+    if name in tfds.list_builders() and not tfds.builder_cls(name).__module__.startswith("scenic_eqx"):
+        return tfds.testing.mock_data(num_examples=4)
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("spec", smoke_specs())
+def test_smoke_config_trains_a_step_and_evaluates(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # configs and trainers name files relative to the root
+    config = run.load_config(spec)
+    with config.unlocked():
+        for key, value in ONE_STEP.items():
+            if key in config:
+                config[key] = value
+        if "warmup_steps" in config.get("schedule_kwargs", {}):
+            config.schedule_kwargs.warmup_steps = 0
+    with _mocked_if_catalogue(config.get("dataset_name", "")):
+        results = run.get_trainer(config)(config, str(tmp_path))
+    assert results, f"{spec}: its trainer returned no test metrics"
+    finite = {name: value for name, value in results.items() if not math.isnan(value)}
+    assert finite and all(math.isfinite(v) for v in finite.values()), results
+    assert os.path.isdir(tmp_path / "checkpoints") or any(tmp_path.iterdir())
