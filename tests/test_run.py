@@ -244,6 +244,8 @@ def _first_updates(config) -> dict:
     return {name: float(getattr(updates, name)[0]) for name in ("w", "b", "f")}
 
 
+# optax mixes Python floats with its int32 step count, which strict promotion refuses.
+@pytest.mark.standard_dtype_promotion
 def test_get_optimizer_in_the_config_file(tmp_path):
     path = tmp_path / "optimizer_config.py"
     path.write_text(OPTIMIZER_CONFIG)
@@ -284,6 +286,8 @@ def test_bad_get_optimizer(tmp_path, get_optimizer, error, match):
 @pytest.mark.filterwarnings(
     "ignore:Specifying a key will be required", "ignore:`optimistic_adam` is deprecated"
 )
+# optax mixes Python floats with its int32 step count, which strict promotion refuses.
+@pytest.mark.standard_dtype_promotion
 def test_optimizer_names_are_optimizers():
     names = run.list_optimizers()
     assert {"adamw", "sgd", "lamb", "lion", "nadamw", "adafactor"} <= set(names)

@@ -112,10 +112,11 @@ def cutmix(batch: Batch, *, alpha: int | float = 1.0, key, num_classes: int | No
     else:
         lam_key, center_key = jax.random.split(key)
         lam = jax.random.beta(lam_key, alpha, alpha)
-        center = jax.random.uniform(center_key, (2,)) * jnp.array([height, width])
-    cut = xp.sqrt(1.0 - lam) * xp.array([height, width])
-    low = xp.clip(xp.round(center - cut / 2), 0, xp.array([height, width])).astype(xp.int32)
-    high = xp.clip(xp.round(center + cut / 2), 0, xp.array([height, width])).astype(xp.int32)
+        center = jax.random.uniform(center_key, (2,)) * jnp.array([height, width], jnp.float32)
+    size = xp.asarray([height, width], dtype=center.dtype)  # no int/float mixing
+    cut = xp.sqrt(1.0 - lam) * size
+    low = xp.clip(xp.round(center - cut / 2), 0, size).astype(xp.int32)
+    high = xp.clip(xp.round(center + cut / 2), 0, size).astype(xp.int32)
     rows = xp.arange(height)[:, None]
     cols = xp.arange(width)[None, :]
     box = (rows >= low[0]) & (rows < high[0]) & (cols >= low[1]) & (cols < high[1])
