@@ -8,10 +8,9 @@ of a training step (`3 x batch x forward`, as `nn.forward_flops` counts a step),
 the tokens each block sees. The models are built abstractly and only compiled, never
 run: XLA's cost analysis needs shapes only.
 
-`xla_forward_flops` counts with XLA's cost analysis of the compiled, unrolled forward
-pass, the convention of `nn.forward_flops` (2 FLOPs per multiply-add, 1 per elementwise
-op, transcendentals apart), which has no rule for this project's model; for a library
-ViT the two counts agree to a fraction of a percent (`tests/projects/test_tokenlearner.py`).
+The counts are XLA's cost analysis of the compiled, unrolled forward pass
+(`nn.counted_forward_flops`), in the convention of `nn.forward_flops`, which has no rule
+for this project's model; for a library ViT the two agree to a fraction of a percent.
 """
 
 import os
@@ -19,41 +18,8 @@ import sys
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 from scenic_eqx import nn, run
-
-# The cost analysis reads the program before the backend's optimisations: turning them
-# off changes no count and compiles much faster.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-def xla_forward_flops(model: eqx.Module, input_shape: tuple[int, ...]) -> float:
-    """FLOPs of one example's forward pass through `model`, as XLA's cost analysis counts them.
-
-    The pass is counted in inference mode: dropout and stochastic depth, which
-    `nn.forward_flops` does not count either, are off.
-
-    Arguments:
-        model: a model acting on one example, with arrays or `jax.ShapeDtypeStruct`s
-            (from `eqx.filter_eval_shape`) as leaves; its blocks must not be scanned
-            (XLA counts a scanned body once).
-        input_shape: the shape of one example, without a batch axis.
-
-    Returns:
-        The FLOPs, a float.
-    """
-    is_leaf = lambda x: isinstance(x, jax.ShapeDtypeStruct) or eqx.is_array(x)  # noqa: E731
-    # The parameters are arguments: closed over as constants, XLA would fold away the
-    # adds of zero biases and the products with unit scales of a fresh model.
-    params, static = eqx.partition(eqx.nn.inference_mode(model), is_leaf)
-
-    def forward(params, x):
-        return eqx.combine(params, static)(x)
-
-    x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
-    compiled = jax.jit(forward).lower(params, x).compile(_FAST_COMPILE)
-    return float(compiled.cost_analysis()["flops"])
 
 
 def _readable(flops: float) -> str:
@@ -65,7 +31,7 @@ def _readable(flops: float) -> str:
 
 
 def _row(name: str, model: eqx.Module, input_shape: tuple[int, ...], batch_size: int, tokens: str) -> str:
-    forward = xla_forward_flops(model, input_shape)
+    forward = nn.counted_forward_flops(model, input_shape)
     step = 3 * batch_size * forward
     return f"| {name} | {tokens} | {_readable(forward)} | {_readable(step)} (batch {batch_size}) |"
 

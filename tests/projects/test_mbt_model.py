@@ -17,6 +17,7 @@ from scenic_eqx import loops, nn, run, tasks
 PROJECT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "mbt")
 model_file = run.import_file(os.path.join(PROJECT, "model.py"))
 fusion = run.import_file(os.path.join(PROJECT, "fusion.py"))
+flops = run.import_file(os.path.join(PROJECT, "flops.py"))
 
 # 4x4x4 = 64 RGB tubelets and 8x4 = 32 spectrogram patches (each plus a CLS token), width 16.
 TINY = dict(
@@ -214,3 +215,14 @@ def test_audioset_recipe_is_mbt_b_16x2_with_bottlenecks():
     assert (len(shapes.layers), shapes.fusion_layer, shapes.bottleneck.shape) == (12, 8, (4, 768))
     schedule = run.build_optimizer(config)[1]
     assert float(schedule(config.schedule_kwargs.warmup_steps)) == pytest.approx(0.5)
+
+
+def test_bottleneck_fusion_saves_the_cross_modal_attention_flops():
+    """Full fusion pays, per fused layer, for every token attending across the modalities;
+    bottlenecks pay only for a few shared tokens, and none make bottleneck fusion late fusion."""
+    one, two = (flops.fusion_flops({**TINY, "fusion_layer": layer}, 4) for layer in (2, 1))
+    assert one["late"] < one["bottleneck"] < one["full"]
+    # Fusing full attention from one layer earlier doubles what it adds over late fusion.
+    np.testing.assert_allclose(two["full"] - two["late"], 2 * (one["full"] - one["late"]), rtol=5e-3)
+    none = flops.fusion_flops({**TINY, "num_bottlenecks": 0}, 4)
+    np.testing.assert_allclose(none["bottleneck"], none["late"], rtol=1e-3)

@@ -17,7 +17,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROJECT = os.path.join(ROOT, "projects", "tokenlearner")
 tokenlearner = run.import_file(os.path.join(PROJECT, "tokenlearner.py"))
 model_file = run.import_file(os.path.join(PROJECT, "model.py"))
-flops = run.import_file(os.path.join(PROJECT, "flops.py"))
 
 # 16 patch tokens (4x4 grid of 2x2 patches), width 16, 3 blocks; 4 learned tokens after block 1.
 TINY = dict(
@@ -160,14 +159,14 @@ def test_each_block_after_the_tokenlearner_costs_a_block_on_the_learned_tokens()
         ]
         return count[1] - count[0]
 
-    counts = [flops.xla_forward_flops(tokenlearner_vit(p), (8, 8, 1)) for p in (1, 2)]
+    counts = [nn.counted_forward_flops(tokenlearner_vit(p), (8, 8, 1)) for p in (1, 2)]
     expected = block_flops((8, 8)) - block_flops((2, 4))  # 64 tokens, then 8
     assert counts[1] > counts[0]
     np.testing.assert_allclose(counts[1] - counts[0], expected, rtol=0.02)
     # And the count convention is the library's: a plain ViT agrees with `nn.forward_flops`.
     vit = eqx.filter_eval_shape(nn.ViT, 10, **size, num_layers=2, image_size=8, classifier="gap", key=key)
     np.testing.assert_allclose(
-        flops.xla_forward_flops(vit, (8, 8, 1)), nn.forward_flops(vit, (8, 8, 1)), rtol=0.01
+        nn.counted_forward_flops(vit, (8, 8, 1)), nn.forward_flops(vit, (8, 8, 1)), rtol=0.01
     )
 
 

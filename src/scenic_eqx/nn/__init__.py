@@ -7,6 +7,7 @@ from ._attention import (
 )
 from ._batch_norm import BatchNorm as BatchNorm, freeze_batch_norm as freeze_batch_norm
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
+from ._counted_flops import counted_forward_flops as counted_forward_flops
 from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock
 from ._detr import DETR as DETR
 from ._detr_backbone import detr_backbone as detr_backbone
