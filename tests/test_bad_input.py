@@ -357,10 +357,10 @@ ROWS = [
     ),
     (
         "load_weights_wrong_file_type",
-        lambda t: nn.load_weights(_vit(), _empty_file(t / "w.pt")),
+        lambda t: nn.load_weights(_vit(), _empty_file(t / "w.h5")),
         ValueError,
-        r"`path` must be a Google `\.npz` or a timm/transformers `\.safetensors` "
-        r"checkpoint\. Received: '.*w\.pt'\.",
+        r"`path` must be a Google `\.npz`, a timm/transformers/OpenAI `\.safetensors` or a torch "
+        r"`\.pt`/`\.pth`/`\.bin` checkpoint\. Received: '.*w\.h5'\.",
     ),
     (
         "load_weights_truncated",
@@ -480,7 +480,7 @@ ROWS = [
         "create_task_unknown_argument",
         lambda t: tasks.create_task("classification", label_smothing=0.1),
         ValueError,
-        r"Task 'classification' takes the arguments: label_smoothing\. Did you mean "
+        r"Task 'classification' takes the arguments: label_smoothing, top_k, loss_type, focal_gamma\. Did you mean "
         r"'label_smoothing'\? Received: unknown argument\(s\) 'label_smothing'\.",
     ),
     (

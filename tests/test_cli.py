@@ -2,9 +2,10 @@ import json
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
-from scenic_eqx import cli
+from scenic_eqx import cli, loops, run
 
 CONFIG = "projects/baselines/configs/digits_cnn.py:smoke"
 
@@ -57,6 +58,23 @@ def test_eval_restores_the_same_model(trained, capsys):
     assert line.startswith("test ")
     printed = json.loads(line[len("test ") :])
     assert printed["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-5)
+
+
+def test_export_writes_a_model_that_reproduces_the_test_accuracy(trained, tmp_path, capsys):
+    """`export` reads the run's saved config; the artifact, run without the model's code,
+    classifies the test split as the trained model did."""
+    output = str(tmp_path / "digits_cnn.jax")
+    assert cli.main(["export", "--workdir", str(trained), "--output", output]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"exported {output}"
+    call = loops.load_exported(output)
+    dataset = run.build_dataset(run.load_saved_config(str(trained)))
+    correct = total = 0.0
+    for batch in dataset.test_iter:
+        predictions = np.argmax(np.asarray(call(batch["inputs"])), axis=-1)
+        correct += float(np.sum((predictions == batch["label"]) * batch["batch_mask"]))
+        total += float(np.sum(batch["batch_mask"]))
+    expected = json.loads(pathlib.Path(trained / "test_metrics.json").read_text())
+    assert correct / total == pytest.approx(expected["accuracy"], abs=1e-5)
 
 
 def test_bad_override_exits_with_a_message(capsys, tmp_path):

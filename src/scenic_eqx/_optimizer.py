@@ -15,7 +15,10 @@ from ._imports import load_function
 _SCHEDULES = {
     "constant": loops.constant,
     "warmup_cosine_decay": loops.warmup_cosine_decay,
+    "warmup_exponential_decay": loops.warmup_exponential_decay,
     "warmup_linear_decay": loops.warmup_linear_decay,
+    "warmup_piecewise_constant": loops.warmup_piecewise_constant,
+    "warmup_polynomial_decay": loops.warmup_polynomial_decay,
     "warmup_rsqrt_decay": loops.warmup_rsqrt_decay,
     "warmup_step_decay": loops.warmup_step_decay,
 }

@@ -1,7 +1,8 @@
-"""The `scenic-eqx` command: `scenic-eqx {train,eval} --config FILE --workdir DIR [--config.key=value ...]`.
+"""The `scenic-eqx` command: `scenic-eqx {train,eval,export} --config FILE --workdir DIR [--config.key=value ...]`.
 
 `train` runs `scenic_eqx.run.train`, or the project's own function that `config.trainer`
-names; `eval` reads the run's saved `DIR/config.json` unless `--config` is given. The
+names; `eval` reads the run's saved `DIR/config.json` unless `--config` is given, and so
+does `export --output FILE` (`scenic_eqx.run.export`: the model as a `jax.export` file). The
 current directory is importable (as with `python -m`), so a config file may import its
 project's modules (`import projects.foo.model`), which register their models, tasks and
 datasets.
@@ -13,6 +14,7 @@ command resumes; 130 interrupted (Ctrl-C); 124 a process made no progress for
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -28,13 +30,14 @@ SHUTDOWN_TIMEOUT_SECONDS = 300  # JAX's default
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scenic-eqx",
-        description="Train or evaluate a scenic_eqx config.",
+        description="Train, evaluate or export a scenic_eqx config.",
         epilog="Override any config value with --config.KEY=VALUE (e.g. --config.num_train_steps=100).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in [
         ("train", "train (resuming from DIR's checkpoint), then evaluate on test"),
         ("eval", "evaluate DIR's latest checkpoint on test"),
+        ("export", "export DIR's latest checkpoint's model with jax.export (see docs/exporting.md)"),
     ]:
         command = commands.add_parser(name, help=text)
         command.add_argument(
@@ -43,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
                  "the config the run saved)"),
         )  # fmt: skip
         command.add_argument("--workdir", required=True, help="checkpoints and logs go here")
+        if name == "export":
+            command.add_argument("--output", required=True, help="the artifact (FILE.json describes it)")
+            command.add_argument(
+                "--platforms", type=lambda text: tuple(text.split(",")),
+                help="where it may run, e.g. cpu,cuda (default: this machine's backend)",
+            )  # fmt: skip
+            continue  # one process: an export is not a multi-host job
         hosts = command.add_argument_group(
             "multi-host", "run one process per host, each with the same command and its own --process_id"
         )
@@ -131,11 +141,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = _load_config(args, overrides)
-        action = run.get_trainer(config) if args.command == "train" else run.evaluate
+        if args.command == "train":
+            action = run.get_trainer(config)
+        elif args.command == "eval":
+            action = run.evaluate
+        else:
+            action = functools.partial(run.export, output=args.output, platforms=args.platforms)
     except (ValueError, FileNotFoundError) as error:
         print(f"scenic-eqx: error: {error}", file=sys.stderr)
         return 2
-    _initialize_distributed(args)
+    if args.command != "export":
+        _initialize_distributed(args)
     try:
         results = action(config, args.workdir)
     except loops.Preempted as preempted:
@@ -144,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print(f"scenic-eqx: {str(interrupt) or 'Interrupted.'}", file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
-    if isinstance(results, Mapping):  # a project's trainer may return nothing
+    if args.command == "export":
+        print(f"exported {results}")
+    elif isinstance(results, Mapping):  # a project's trainer may return nothing
         print("test " + json.dumps({k: _rounded(v) for k, v in results.items()}, default=str))
     return 0
 

@@ -209,15 +209,11 @@ def _test_metrics(config, state: loops.TrainState, task, dataset, mesh) -> dict[
     return results
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Test metrics of the latest checkpoint in `workdir`, trained with `config`.
-
-    `load_saved_config(workdir)` gives the config the run saved.
-    """
+def _restore(config: ml_collections.ConfigDict, workdir: str) -> tuple[loops.TrainState, data.Dataset, Mesh]:
+    """The train state of the latest checkpoint in `workdir`, the dataset and the mesh."""
     mesh = build_mesh(config)
     dataset = build_dataset(config)
     model = build_model(config, num_outputs(dataset.meta_data), key=_model_key(config), mesh=mesh)
-    task = build_task(config)
     optimizer = loops.with_params_ema(build_optimizer(config)[0], config.get("ema_decay"))
     checkpointer = loops.Checkpointer(os.path.join(workdir, "checkpoints"))
     like, _ = loops.init_placed_train_state(
@@ -226,7 +222,41 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     )  # fmt: skip
     state = checkpointer.restore(train_state=like)["train_state"]
     checkpointer.close()
-    return _test_metrics(config, state, task, dataset, mesh)
+    return state, dataset, mesh
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Test metrics of the latest checkpoint in `workdir`, trained with `config`.
+
+    `load_saved_config(workdir)` gives the config the run saved.
+    """
+    state, dataset, mesh = _restore(config, workdir)
+    return _test_metrics(config, state, build_task(config), dataset, mesh)
+
+
+def export(
+    config: ml_collections.ConfigDict, workdir: str, output: str, *, platforms: tuple[str, ...] | None = None
+) -> str:
+    """Exports the model of the latest checkpoint in `workdir` with `loops.export_model`.
+
+    The artifact takes batches of the dataset's inputs (any batch size) and runs without
+    the model's code; `loops.load_exported(output)` loads it.
+
+    Arguments:
+        config: the run's config (`load_saved_config(workdir)`).
+        workdir: the run's directory.
+        output: the artifact's path; its description goes to `output + ".json"`.
+        platforms: where the artifact may run (e.g. `("cpu", "cuda")`); None: this
+            machine's default backend.
+
+    Returns:
+        `output`.
+    """
+    state, dataset, _ = _restore(config, workdir)
+    return loops.export_model(
+        state.model, output, input_shape=dataset.meta_data.input_shape[1:],
+        input_dtype=dataset.meta_data.input_dtype, model_state=state.model_state, platforms=platforms,
+    )  # fmt: skip
 
 
 def get_trainer(config: ml_collections.ConfigDict) -> Callable[[ml_collections.ConfigDict, str], Any]:

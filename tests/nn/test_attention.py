@@ -168,3 +168,46 @@ def test_float32_core_has_no_casts():
     core = lambda q, k, v: dot_product_attention_core(q, k, v, None, keep)
     jaxpr = jax.make_jaxpr(lambda x: jax.vjp(core, x, x, x)[1](x))(x)
     assert "convert_element_type" not in str(jaxpr)
+
+
+def test_head_dim_sets_a_width_other_than_dim(getkey):
+    # 3 heads of 4 on 10-wide tokens: the attention is 12 wide, 10 not divisible by 3.
+    attention = MultiHeadDotProductAttention(10, 3, kv_dim=6, head_dim=4, key=getkey())
+    shapes = {name: getattr(attention, name).weight.shape for name in ("query", "key", "value", "out")}
+    assert shapes == {"query": (12, 10), "key": (12, 6), "value": (12, 6), "out": (10, 12)}
+    x_q = np.asarray(jax.random.normal(getkey(), (5, 10)))
+    x_kv = np.asarray(jax.random.normal(getkey(), (7, 6)))
+    out = eqx.filter_jit(attention)(jnp.asarray(x_q), jnp.asarray(x_kv))
+
+    def project(layer, x):
+        return x @ np.asarray(layer.weight).T + np.asarray(layer.bias)
+
+    q, k, v = project(attention.query, x_q), project(attention.key, x_kv), project(attention.value, x_kv)
+    # Each head attends with its own 4 columns, scaled by 1/sqrt(4); `out` maps 12 -> 10.
+    heads = [_numpy_attention(q[:, s], k[:, s], v[:, s]) for s in (slice(0, 4), slice(4, 8), slice(8, 12))]
+    expected = project(attention.out, np.concatenate(heads, axis=1))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_head_dim_equal_to_the_default_changes_nothing():
+    key = jax.random.key(3)
+    default = MultiHeadDotProductAttention(8, 2, key=key)
+    explicit = MultiHeadDotProductAttention(8, 2, head_dim=4, key=key)
+    for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(explicit)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(dim=10, num_heads=3),
+            r"`dim` \(=10\) must be divisible by `num_heads` \(=3\), or give `head_dim`",
+        ),
+        (dict(dim=8, num_heads=2, head_dim=0), r"`head_dim` must be a positive integer\. Received: 0\."),
+        (dict(dim=8, num_heads=0), r"`num_heads` must be a positive integer\. Received: 0\."),
+    ],
+)
+def test_head_errors(getkey, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MultiHeadDotProductAttention(**kwargs, key=getkey())

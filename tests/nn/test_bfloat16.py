@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_zoo import INPUT_SHAPES, NUM_CLASSES, TINY, _distinct_tiny_models
+from test_zoo import NUM_CLASSES, TINY, _distinct_tiny_models, _example_batch
 
 from scenic_eqx.nn import GroupNorm, StdConv2d, StochasticDepth, TransformerEncoderDecoder, _registry
 
@@ -71,7 +71,7 @@ def _check_bfloat16_training_step(model, family: str, key=None):
     stateful = any(map(_is_state_index, jax.tree.leaves(model, is_leaf=_is_state_index)))
     state = eqx.nn.State(model) if stateful else None
     params, static = eqx.partition(model, eqx.is_inexact_array, is_leaf=_is_state_index)
-    x = jax.random.normal(jax.random.key(1), (2, *INPUT_SHAPES.get(family, (16, 16, 3))))
+    x = _example_batch(family)  # CLIP's: images and token ids (which stay int32)
     keys = None if key is None else jax.random.split(key, 2)
 
     def forward(params, x, state, method="__call__"):
@@ -89,7 +89,7 @@ def _check_bfloat16_training_step(model, family: str, key=None):
     @compile_fast
     def bfloat16_step(params, x, state):
         def loss(params):
-            out, new_state = forward(_cast(params, BF16), x.astype(BF16), state)
+            out, new_state = forward(_cast(params, BF16), _cast(x, BF16), state)
             weighted = [
                 jnp.sum(leaf * jax.random.normal(jax.random.key(i), leaf.shape))
                 for i, leaf in enumerate(jax.tree.leaves(_cast(out, F32)), 2)
@@ -101,7 +101,7 @@ def _check_bfloat16_training_step(model, family: str, key=None):
     forward32 = compile_fast(forward)
     out32, state32 = forward32(params, x, state)
     # The model's floor: float32 compute on parameters and input rounded to bfloat16.
-    rounded = _cast(_cast(params, BF16), F32), x.astype(BF16).astype(F32)
+    rounded = _cast(_cast(params, BF16), F32), _cast(_cast(x, BF16), F32)
     out_floor, state_floor = forward32(*rounded, state)
     (_, (out16, state16)), grads = bfloat16_step(params, x, state)
 
@@ -133,7 +133,7 @@ def _check_bfloat16_training_step(model, family: str, key=None):
     if hasattr(model, "features"):
         features, _ = eqx.filter_eval_shape(
             functools.partial(forward, method="features"), _cast(params, BF16),
-            x.astype(BF16), state,
+            _cast(x, BF16), state,
         )  # fmt: skip
         dtypes = {path: leaf.dtype for path, leaf in _floating_leaves(features).items()}
         assert dtypes and all(d == BF16 for d in dtypes.values()), dtypes

@@ -85,8 +85,11 @@ def _vit(getkey, **overrides) -> nn.ViT:
         dict(classifier="gap"),
         dict(classifier="map", num_layers=2),
         dict(posemb="sincos2d", representation_size=32, gelu_approximate=True, num_layers=2),
+        # Attention 3 x 24 = 72 wide on 64-wide tokens, and no position embedding.
+        dict(num_heads=3, head_dim=24, posemb="none", num_layers=2),
+        dict(num_heads=6, head_dim=8, posemb="sincos1d", classifier="map", num_layers=2),
     ],
-    ids=["token", "gap", "map", "sincos_prelogits_tanh_gelu"],
+    ids=["token", "gap", "map", "sincos_prelogits_tanh_gelu", "head_dim_no_posemb", "head_dim_sincos1d_map"],
 )
 def test_vit_matches_xla(getkey, overrides):
     assert _relative_error(_vit(getkey, **overrides), (32, 32, 3)) < 0.02

@@ -33,3 +33,16 @@ def test_errors(getkey):
         PatchEmbedding(3, 5, 0, key=getkey())
     with pytest.raises(jaxtyping.TypeCheckError, match="height width channels"):
         layer(jnp.ones((2, 8, 8, 3)))
+
+
+def test_without_bias(getkey):
+    """OpenAI's CLIP embeds patches with a convolution that has no bias."""
+    with_bias = PatchEmbedding(3, 5, 4, key=getkey())
+    without = PatchEmbedding(3, 5, 4, use_bias=False, key=getkey())
+    without = eqx.tree_at(lambda m: m.weight, without, with_bias.weight)
+    with_bias = eqx.tree_at(lambda m: m.bias, with_bias, jnp.arange(5.0))
+    x = jax.random.normal(getkey(), (8, 8, 3))
+    assert without.bias is None
+    np.testing.assert_allclose(
+        with_bias(x) - without(x), jnp.tile(jnp.arange(5.0), (4, 1)), rtol=1e-5, atol=1e-5
+    )

@@ -5,6 +5,7 @@ import pytest
 
 from scenic_eqx.nn import (
     LearnedPositionEmbedding,
+    SinCos1DPositionEmbedding,
     SinCos2DPositionEmbedding,
     posemb_sincos_2d,
 )
@@ -42,3 +43,24 @@ def test_learned(getkey):
 def test_sincos_dim_error():
     with pytest.raises(ValueError, match=r"`dim` \(=6\) must be a multiple of 4"):
         SinCos2DPositionEmbedding(2, 2, 6)
+
+
+def test_sincos_1d_module_literal_values_after_a_prefix_token():
+    layer = SinCos1DPositionEmbedding(3, 6, num_prefix_tokens=1)
+    out = layer(jnp.zeros((4, 6)))
+    # dim 6: frequencies 10000 ** -(2i / 6) = 1, 0.0464159, 0.0021544; channels sin, cos of
+    # each in turn (Vaswani et al. 2017). The prefix token gets nothing, position 0 gets
+    # sin 0 = 0 and cos 0 = 1.
+    expected = [
+        [0, 0, 0, 0, 0, 0],
+        [0, 1, 0, 1, 0, 1],
+        [0.84147098, 0.54030231, 0.04639922, 0.99892298, 0.00215443, 0.99999768],
+        [0.90929743, -0.41614684, 0.09269850, 0.99569422, 0.00430886, 0.99999072],
+    ]
+    np.testing.assert_allclose(out, expected, atol=1e-7)
+    assert not jax.tree.leaves(layer)  # Nothing to train.
+
+
+def test_sincos_1d_dim_error():
+    with pytest.raises(ValueError, match=r"`dim` \(=5\) must be even"):
+        SinCos1DPositionEmbedding(4, 5)

@@ -30,6 +30,11 @@ SHORT_NAMES = {
         f"vivit_{v.replace('/', '').lower()}": ("vivit", v)
         for v in ("Ti/16x2", "S/16x2", "B/16x2", "L/16x2", "H/14x2")
     },
+    "clip_vit_b32": ("clip", "ViT-B/32"),
+    "clip_vit_b16": ("clip", "ViT-B/16"),
+    "clip_vit_l14": ("clip", "ViT-L/14"),
+    "clip_vit_l14_336": ("clip", "ViT-L/14@336px"),
+    "clip_tiny": ("clip", "tiny"),
 }
 
 
@@ -58,7 +63,7 @@ def test_list_models_keeps_the_short_names():
         f for f in nn.list_families() if _registry._FAMILIES[f][0].__module__.startswith("scenic_eqx.")
     ]
     assert families == sorted(
-        ["bit", "detr", "fully_connected", "mixer", "resnet", "simple_cnn", "unet", "vit", "vivit"]
+        ["bit", "clip", "detr", "fully_connected", "mixer", "resnet", "simple_cnn", "unet", "vit", "vivit"]
     )
 
 
@@ -82,6 +87,7 @@ def test_every_short_name_resolves_to_its_family_and_variant(name):
         "vit_ti16",
         "mixer_s32",
         "vivit_ti16x2",
+        "clip_tiny",
     ],
 )
 def test_alias_builds_the_model_of_its_family_and_variant(name):
@@ -106,6 +112,7 @@ def test_variant_tables_follow_the_constructors_tables():
     assert nn.list_variants("vit") == list(nn.VIT_VARIANTS)
     assert nn.list_variants("mixer") == list(nn.MIXER_VARIANTS)
     assert nn.list_variants("vivit") == list(nn.VIVIT_VARIANTS)
+    assert nn.list_variants("clip") == list(nn.CLIP_VARIANTS)
     assert nn.list_variants("resnet") == [str(depth) for depth in nn.RESNET_VARIANTS]
     assert nn.list_variants("unet") == ["default"]
 

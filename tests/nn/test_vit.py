@@ -32,10 +32,13 @@ TINY = {
         ("token", "learn", {"stochastic_depth": 0.1}),
         ("gap", "sincos2d", {"representation_size": 8, "scan_layers": True}),
         ("map", "learn", {}),
+        # Three heads of 4 on 16-wide tokens (16 is not divisible by 3).
+        ("gap", "none", {"num_heads": 3, "head_dim": 4}),
+        ("map", "sincos1d", {"num_heads": 3, "head_dim": 8}),
     ],
 )
 def test_tiny_finite_and_every_parameter_gets_a_gradient(getkey, classifier, posemb, extra):
-    model = ViT(**TINY, classifier=classifier, posemb=posemb, **extra, key=getkey())
+    model = ViT(**{**TINY, **extra}, classifier=classifier, posemb=posemb, key=getkey())
     images = jax.random.normal(getkey(), (2, 16, 16, 3))
     keys = jax.random.split(getkey(), 2)
 
@@ -92,6 +95,40 @@ def test_names_for_weight_import(getkey):
         assert got == expected, name
 
 
+def test_head_dim_sets_the_attention_width(getkey):
+    model = ViT(**{**TINY, "num_heads": 3}, head_dim=8, classifier="map", key=getkey())
+    for attention in (model.encoder.blocks[0].attention, model.map_head.attention):
+        assert attention.query.weight.shape == (24, 16) and attention.key.weight.shape == (24, 16)
+        assert attention.out.weight.shape == (16, 24)
+    logits = eqx.filter_eval_shape(model, jnp.zeros((16, 16, 3)))
+    assert logits.shape == (3,)
+
+
+def _swap_patches(images):
+    """The 2x2 grid of 8x8 patches of each 16x16 image, in reverse row-major order."""
+    patches = images.reshape(-1, 2, 8, 2, 8, 3)[:, ::-1, :, ::-1]
+    return patches.reshape(-1, 16, 16, 3)
+
+
+@pytest.mark.parametrize("posemb", ["none", "sincos1d", "sincos2d", "learn"])
+def test_only_a_position_embedding_tells_patches_apart(getkey, posemb):
+    # Mean-pooled, a ViT without position embedding is blind to the order of the patches.
+    model = ViT(**TINY, classifier="gap", posemb=posemb, key=getkey())
+    images = jax.random.normal(getkey(), (2, 16, 16, 3))
+    logits = _jit(lambda m, x: jax.vmap(m)(x))
+    same = np.allclose(logits(model, images), logits(model, _swap_patches(images)), rtol=1e-5, atol=1e-6)
+    assert same == (posemb == "none")
+
+
+def test_sincos1d_embeds_the_patch_index_after_the_class_token(getkey):
+    model = ViT(**TINY, posemb="sincos1d", key=getkey())
+    # Four patches (2x2) after the class token, which gets nothing.
+    added = np.asarray(model.pos_embedding(jnp.zeros((5, 16))))
+    np.testing.assert_array_equal(added[0], np.zeros(16))
+    np.testing.assert_allclose(added[1:], nn.posemb_sincos_1d(4, 16), rtol=1e-6)
+    assert ViT(**TINY, posemb="none", key=getkey()).pos_embedding is None
+
+
 def test_registry_b16_has_the_published_parameter_count():
     # ViT-B/16 at 224 with 1000 classes: 86,567,656 parameters (as timm's vit_base_patch16_224).
     model = eqx.filter_eval_shape(nn.create, "vit_b16", num_classes=1000, key=jax.random.key(0))
@@ -112,8 +149,16 @@ def test_errors(getkey):
         ValueError, match=r"Unknown `classifier` \(='cls'\); choose from \('token', 'gap', 'map'\)"
     ):
         ViT(**tiny, classifier="cls", key=getkey())
-    with pytest.raises(ValueError, match=r"Unknown `posemb` \(='sincos'\)"):
+    with pytest.raises(
+        ValueError, match=r"Unknown `posemb` \(='sincos'\); choose from \('learn', 'sincos1d'"
+    ):
         ViT(**tiny, posemb="sincos", key=getkey())
+    with pytest.raises(ValueError, match=r"`hidden_size` \(=16\) must be divisible .*, or give `head_dim`"):
+        ViT(**{**tiny, "num_heads": 3}, key=getkey())
+    with pytest.raises(ValueError, match=r"`head_dim` must be a positive integer\. Received: 0\."):
+        ViT(**tiny, head_dim=0, key=getkey())
+    with pytest.raises(ValueError, match=r"`dim` \(=15\) must be even for the sine-cosine embedding"):
+        ViT(**{**tiny, "hidden_size": 15, "num_heads": 3}, posemb="sincos1d", key=getkey())
     model = ViT(**tiny, key=getkey())
     with pytest.raises(
         ValueError,

@@ -334,9 +334,11 @@ def test_unsupported_files_and_models(tmp_path):
         FileNotFoundError, match=r"`path` must be an existing checkpoint file. Received: .*missing\.npz'\."
     ):
         load_weights(abstract(ViT, **VIT), tmp_path / "missing.npz")
-    (tmp_path / "weights.pt").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"must be a Google `\.npz` or a timm/transformers"):
-        load_weights(abstract(ViT, **VIT), tmp_path / "weights.pt")
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(
+        ValueError, match=r"must be a Google `\.npz`, a timm/transformers/OpenAI `\.safetensors`"
+    ):
+        load_weights(abstract(ViT, **VIT), tmp_path / "weights.h5")
     with pytest.raises(ValueError, match=r"transformers \.safetensors checkpoint into a MlpMixer"):
         load_weights(abstract(MlpMixer, **MIXER), FIXTURES / "hf_vit" / "model.safetensors")
     with pytest.raises(ValueError, match=r"Cannot load a Google \.npz checkpoint into a Linear"):
@@ -446,3 +448,35 @@ def test_loading_executes_nothing_from_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"where the file is a pickle: reading it would unpickle"):
         load_weights(abstract(ViT, **VIT), pickled)
     assert not marker.exists()
+
+
+def test_google_attention_wider_than_the_tokens_loads_with_head_dim(google_npz):
+    # Two heads of 12 on 16-wide tokens (big_vision's `qkv_features`=24): the per-head
+    # Flax kernels fill a ViT built with `head_dim=12`.
+    rng = np.random.default_rng(0)
+    block = "Transformer/encoderblock_{}/MultiHeadDotProductAttention_1"
+
+    def widen(arrays):
+        for i in range(2):
+            for name in ("query", "key", "value"):
+                arrays[f"{block.format(i)}/{name}/kernel"] = rng.normal(size=(16, 2, 12)).astype(np.float32)
+                arrays[f"{block.format(i)}/{name}/bias"] = rng.normal(size=(2, 12)).astype(np.float32)
+            arrays[f"{block.format(i)}/out/kernel"] = rng.normal(size=(2, 12, 16)).astype(np.float32)
+
+    path = google_npz(widen)
+    model = load_weights(abstract(ViT, **VIT, head_dim=12), path)
+    arrays = np.load(path)
+    # Flax's attention on one sequence, head by head, as the reference.
+    x = rng.normal(size=(5, 16)).astype(np.float32)
+    q, k, v = (
+        np.einsum("td,dhk->htk", x, arrays[f"{block.format(0)}/{n}/kernel"])
+        + arrays[f"{block.format(0)}/{n}/bias"][:, None]
+        for n in ("query", "key", "value")
+    )
+    logits = np.einsum("hqk,hsk->hqs", q, k) / np.sqrt(12)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    heads = np.einsum("hqs,hsk->qhk", weights / weights.sum(-1, keepdims=True), v)
+    expected = np.einsum("qhk,hkd->qd", heads, arrays[f"{block.format(0)}/out/kernel"])
+    expected += arrays[f"{block.format(0)}/out/bias"]
+    out = eqx.filter_jit(model.encoder.blocks[0].attention)(jnp.asarray(x))
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)

@@ -35,6 +35,9 @@ TINY: dict[str, dict] = {
     "mixer": {"hidden_size": 16, "num_layers": 2, "tokens_mlp_dim": 8, "channels_mlp_dim": 32,
               "image_size": 16, "patch_size": 4},
     "vivit": {**_TINY_TRANSFORMER, "image_size": 16, "num_frames": 4, "tubelet_size": (2, 4, 4)},
+    "clip": {"embed_dim": 8, "image_size": 16, "patch_size": 4, "vision_width": 16, "vision_layers": 2,
+             "vision_heads": 2, "vocab_size": 32, "context_length": 8, "text_width": 16, "text_layers": 2,
+             "text_heads": 2},
 }  # fmt: skip
 # Parameters that get no gradient at initialisation by design, by path prefix. DETR's
 # decoder input is zeros (Carion et al. 2020): its first block's self-attention sees one
@@ -45,6 +48,14 @@ NO_GRADIENT_AT_INIT: dict[str, tuple[str, ...]] = {
 # One example's input shape, where it is not a 16x16 RGB image.
 INPUT_SHAPES: dict[str, tuple[int, ...]] = {"vivit": (4, 16, 16, 3)}
 NUM_CLASSES = 3
+
+
+def _example_batch(family: str, seed: int = 1):
+    """Two examples' inputs; CLIP's are image-text pairs (8 token ids of 32)."""
+    x = jax.random.normal(jax.random.key(seed), (2, *INPUT_SHAPES.get(family, (16, 16, 3))))
+    if family == "clip":
+        return {"image": x, "text": jax.random.randint(jax.random.key(seed + 1), (2, 8), 0, 32)}
+    return x
 
 
 def _library_models() -> list[str]:
@@ -95,7 +106,7 @@ def test_tiny_model_is_finite_and_every_parameter_gets_a_gradient(name, family):
     state = eqx.nn.State(model) if stateful else None
     # A StateIndex holds the initial state (BatchNorm's running statistics): not a parameter.
     params, static = eqx.partition(model, eqx.is_inexact_array, is_leaf=_is_state_index)
-    x = jax.random.normal(jax.random.key(1), (2, *INPUT_SHAPES.get(family, (16, 16, 3))))
+    x = _example_batch(family)
 
     # LLVM optimisation off: it is most of the compile time of these small programs on CPU,
     # and these checks do not depend on it.
@@ -119,9 +130,13 @@ def test_tiny_model_is_finite_and_every_parameter_gets_a_gradient(name, family):
         return jax.value_and_grad(loss, has_aux=True)(params)
 
     (_, out), grads = loss_and_grads(params, x, state)
-    # Detectors return a dict of predictions; their class logits add "no object".
-    logits = out["pred_logits"] if isinstance(out, dict) else out
-    assert logits.shape[-1] == NUM_CLASSES + (family == "detr")
+    # Detectors return a dict of predictions; their class logits add "no object". CLIP
+    # has no classes: its embeddings have `embed_dim` entries.
+    if family == "clip":
+        assert out["image_embedding"].shape[-1] == out["text_embedding"].shape[-1] == 8
+    else:
+        logits = out["pred_logits"] if isinstance(out, dict) else out
+        assert logits.shape[-1] == NUM_CLASSES + (family == "detr")
     assert all(leaf.shape[0] == 2 and jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(out))
     leaves = jax.tree_util.tree_leaves_with_path(grads)
     assert leaves
@@ -134,4 +149,4 @@ def test_tiny_model_is_finite_and_every_parameter_gets_a_gradient(name, family):
     assert not no_gradient, f"parameters without a gradient: {no_gradient}"
     assert all(jnp.all(jnp.isfinite(g)) for _, g in leaves)
     # A second batch of the same shape reuses the first trace (assert_max_traces).
-    loss_and_grads(params, x + 1.0, state)
+    loss_and_grads(params, _example_batch(family, seed=3), state)

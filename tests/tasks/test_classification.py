@@ -258,3 +258,80 @@ def test_label_check_under_vmap_raises_only_for_a_bad_member():
     bad = {"label": jnp.stack([LABELS, jnp.array([2, 3, 0])])}
     with pytest.raises(Exception, match=r"Received: 1 value\(s\) outside it, from 3 to 3"):
         jax.block_until_ready(losses(LOGITS, bad))
+
+
+# Logits whose class order is plain in every row: row 0 ranks classes 0 > 1 > 2 > 3,
+# row 1 ranks 3 > 2 > 1 > 0, row 2 ranks 1 > 3 > 0 > 2.
+RANKED = jnp.array([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0], [1.0, 3.0, 0.0, 2.0]])
+
+
+def test_top_k_accuracy_for_any_k_literal():
+    task = ClassificationTask(top_k=[3, 2, 5])  # any sequence; 5 > 4 classes is skipped
+    assert task.top_k == (3, 2, 5)
+    _, metrics = _loss_and_metrics(task, RANKED, _batch(jnp.array([1, 1, 3])))
+    assert set(metrics) == {"accuracy", "top_2_accuracy", "top_3_accuracy", "loss"}
+    # Top-1 [0, 3, 1]: none right. Top-2 {0, 1}, {3, 2}, {1, 3}: rows 0 and 2. Top-3: all.
+    np.testing.assert_allclose(metrics["accuracy"], (0.0, 3.0))
+    np.testing.assert_allclose(metrics["top_2_accuracy"], (2.0, 3.0))
+    np.testing.assert_allclose(metrics["top_3_accuracy"], (3.0, 3.0))
+
+
+def test_top_k_accuracy_matches_scikit_learn_under_padding():
+    from sklearn.metrics import top_k_accuracy_score
+
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(12, 7)), jnp.float32)
+    label = jnp.asarray(rng.integers(0, 7, size=12), jnp.int32)
+    mask = jnp.asarray([1.0] * 9 + [0.0] * 3)
+    task = ClassificationTask(top_k=(1, 2, 4))
+    _, metrics = _loss_and_metrics(task, logits, _batch(label, batch_mask=mask))
+    summary = task.summarize(jax.device_get(metrics))
+    for k in (1, 2, 4):
+        expected = top_k_accuracy_score(np.asarray(label[:9]), np.asarray(logits[:9]), k=k, labels=range(7))
+        assert summary[f"top_{k}_accuracy"] == pytest.approx(expected, rel=1e-6)
+    assert summary["top_1_accuracy"] == summary["accuracy"]
+
+
+def test_multi_hot_targets_count_any_positive_as_right():
+    multi_hot = jnp.array([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+    _, metrics = _loss_and_metrics(ClassificationTask(top_k=(2,)), RANKED, _batch(multi_hot))
+    # Top-1 [0, 3, 1]: only row 1's is a positive. Top-2 {0, 1}, {3, 2}, {1, 3}: all hit.
+    np.testing.assert_allclose(metrics["accuracy"], (1.0, 3.0))
+    np.testing.assert_allclose(metrics["top_2_accuracy"], (3.0, 3.0))
+
+
+def test_softmax_focal_loss_option_literal():
+    task = ClassificationTask(loss_type="softmax_focal", focal_gamma=2)
+    assert task.focal_gamma == 2.0
+    # p_t = 1/2, 1/4 and 0.6: (1 - p_t)^2 times the cross-entropies log 2, log 4, -log 0.6.
+    expected = [0.25 * math.log(2), 0.5625 * math.log(4), -0.16 * math.log(0.6)]
+    loss, metrics = _loss_and_metrics(task, LOGITS, _batch())
+    np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], (np.sum(expected), 3.0), rtol=1e-6)
+    np.testing.assert_allclose(metrics["accuracy"], (2.0, 3.0))
+    # gamma 0 is the cross-entropy; smoothing applies to the focal loss's targets too.
+    no_focus = ClassificationTask(loss_type="softmax_focal", focal_gamma=0.0, label_smoothing=0.3)
+    np.testing.assert_allclose(
+        no_focus.loss(LOGITS, _batch()),
+        ClassificationTask(label_smoothing=0.3).loss(LOGITS, _batch()),
+        rtol=1e-6,
+    )
+    _, grad = _value_and_grad(task, LOGITS, _batch())
+    assert np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"top_k": (0, 5)}, r"`top_k` must be a sequence of distinct integers >= 1. Received: \(0, 5\)."),
+        ({"top_k": (5, 5)}, r"`top_k` must be .* Received: \(5, 5\)."),
+        (
+            {"loss_type": "focal"},
+            r"`loss_type` must be one of 'softmax_cross_entropy', 'softmax_focal'. Received: 'focal'.",
+        ),
+        ({"focal_gamma": -1.0}, r"`focal_gamma` must be a finite number >= 0. Received: -1.0."),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ClassificationTask(**kwargs)

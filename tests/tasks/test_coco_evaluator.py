@@ -5,12 +5,13 @@ import io
 import json
 import math
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from scenic_eqx.tasks import CocoEvaluator
+from scenic_eqx.tasks import CocoEvaluator, scored_boxes
 
 SIZE = (48.0, 64.0)  # height, width of every image
 NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR_100")
@@ -154,3 +155,63 @@ def test_padding_only_and_bad_inputs_are_reported():
         evaluator.update({k: v for k, v in data.items() if k != "scores"})
     with pytest.raises(ValueError, match="`max_detections`"):
         CocoEvaluator(max_detections=0)
+
+
+def _two_objects_two_queries(scoring, max_detections=100):
+    """One 48x64 image with an object of class 0 and one of class 1, each found by one
+    query; the first query rates class 1 (0.5) above its true class 0 (0.4)."""
+    probs = np.array([[[0.4, 0.5, 0.1], [0.05, 0.9, 0.05]]], np.float32)  # last: "no object"
+    targets = np.array([[[0.1, 0.1, 0.4, 0.4], [0.6, 0.6, 0.9, 0.9]]], np.float32)
+    # The same boxes as (cx, cy, w, h), as the model predicts them.
+    predicted = np.array([[[0.25, 0.25, 0.3, 0.3], [0.75, 0.75, 0.3, 0.3]]], np.float32)
+    scored = scored_boxes(
+        jnp.log(jnp.asarray(probs)), jnp.asarray(predicted), scoring=scoring, max_detections=max_detections
+    )
+    return {
+        **{name: np.asarray(value) for name, value in scored.items()},
+        "target_boxes": targets,
+        "target_labels": np.array([[0, 1]], np.int32),
+        "target_mask": np.ones((1, 2), np.float32),
+        "batch_mask": np.ones(1, np.float32),
+        "image_size": np.array([SIZE], np.float32),
+    }
+
+
+@pytest.mark.parametrize(
+    "scoring, max_detections, expected_ap",
+    [
+        # Detections (box, class, score): (B, 1, .9), (A, 1, .5). Class 1: a true positive,
+        # then a false positive, AP 1; class 0 is never detected, AP 0: the mean is 0.5.
+        ("top_class", 100, 0.5),
+        # Adds (A, 0, .4) and (B, 0, .05): class 0 now has its true positive first, AP 1.
+        ("every_class", 100, 1.0),
+        # Only the two best of the four pairs: the top-class detections again.
+        ("every_class", 2, 0.5),
+    ],
+)
+def test_every_class_scoring_finds_a_runner_up_class(scoring, max_detections, expected_ap, tmp_path):
+    data = _two_objects_two_queries(scoring, max_detections)
+    assert data["scores"].shape == (1, 2 if scoring == "top_class" else min(max_detections, 4))
+    evaluator = CocoEvaluator()
+    evaluator.update(data)
+    results = evaluator.result()
+    assert results["AP"] == pytest.approx(expected_ap)
+    expected = _pycocotools_from_files(data, tmp_path)
+    np.testing.assert_allclose([results[n] for n in NAMES], [expected[n] for n in NAMES], rtol=1e-12)
+
+
+def test_keeps_the_best_detections_of_each_image(tmp_path):
+    # Three detections of one object, the true one scored lowest: with room for two,
+    # only the two false positives are kept and AP is 0. (pycocotools' own summary
+    # reports AP at 100 detections only, NaN at any other `maxDets`.)
+    data = _one_image(
+        [[0.6, 0.6, 0.9, 0.9], [0.0, 0.0, 0.2, 0.2], [0.1, 0.1, 0.5, 0.5]],
+        [[0.1, 0.1, 0.5, 0.5]],
+        scores=[0.9, 0.8, 0.7],
+    )
+    evaluator = CocoEvaluator(max_detections=2)
+    evaluator.update(data)
+    assert evaluator.result()["AP"] == 0.0
+    evaluator = CocoEvaluator(max_detections=3)
+    evaluator.update(data)
+    assert evaluator.result()["AP"] == pytest.approx(1 / 3)  # precision 1/3 at recall 1

@@ -1,3 +1,5 @@
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -262,3 +264,78 @@ def test_images_without_targets_learn_no_object_everywhere(matcher, max_boxes):
     assert results["loss_bbox"] == results["loss_giou"] == 0.0
     no_object = -np.mean(jax.nn.log_softmax(outputs["pred_logits"])[..., -1])
     assert results["loss"] == pytest.approx(float(no_object), rel=1e-5)
+
+
+def _focal_reference(logits, boxes, label, alpha=0.25, gamma=2.0):
+    """Deformable DETR's focal class loss and box terms for one set, with scipy, in float64."""
+    x = np.asarray(logits, np.float64)[..., :-1]  # the "no object" logit is unused
+    p = 1 / (1 + np.exp(-x))
+    positive = alpha * (1 - p) ** gamma * -np.log(p)
+    negative = (1 - alpha) * p**gamma * -np.log(1 - p)
+    class_sum = l1_sum = giou_sum = num_boxes = 0.0
+    for i in range(len(x)):
+        real = np.flatnonzero(label["box_mask"][i])
+        t_boxes = np.asarray(label["boxes"][i][real], np.float64)
+        t_labels = np.asarray(label["labels"][i][real])
+        targets = np.zeros_like(x[i])
+        if len(real):
+            b = np.asarray(boxes[i], np.float64)
+            l1 = np.abs(b[:, None] - t_boxes[None]).sum(-1)
+            giou = _giou(_xyxy(b), _xyxy(t_boxes))
+            class_cost = (positive[i] - negative[i])[:, t_labels]
+            cost = COEFS["bbox"] * l1 + 2.0 * class_cost - COEFS["giou"] * giou
+            rows, cols = linear_sum_assignment(cost)
+            targets[rows, t_labels[cols]] = 1.0
+            l1_sum += l1[rows, cols].sum()
+            giou_sum += (1 - giou[rows, cols]).sum()
+            num_boxes += len(real)
+        class_sum += np.where(targets > 0, positive[i], negative[i]).sum()
+    num_boxes = max(num_boxes, 1)
+    return class_sum / num_boxes, l1_sum / num_boxes, giou_sum / num_boxes
+
+
+def test_focal_classification_loss_matches_a_scipy_reference():
+    rng = np.random.default_rng(8)
+    outputs, label = _random_batch(rng, 4, aux_layers=1)
+    task = DetectionTask(classification_loss="focal", class_loss_coef=2.0, matcher="hungarian")
+    expected = 0.0
+    sets = [(outputs["pred_logits"], outputs["pred_boxes"])]
+    sets.append((outputs["aux_pred_logits"][:, 0], outputs["aux_pred_boxes"][:, 0]))
+    for logits, boxes in sets:
+        focal, l1, giou = _focal_reference(logits, boxes, label)
+        expected += 2.0 * focal + COEFS["bbox"] * l1 + COEFS["giou"] * giou
+    np.testing.assert_allclose(_loss(task, outputs, {"label": label}), expected, rtol=1e-5)
+    summary = task.summarize(jax.device_get(_metrics(task, outputs, {"label": label})))
+    focal, l1, giou = _focal_reference(outputs["pred_logits"], outputs["pred_boxes"], label)
+    np.testing.assert_allclose([summary["loss_class"], summary["loss_bbox"]], [focal, l1], rtol=1e-5)
+    assert summary["loss"] == pytest.approx(2.0 * focal + 5.0 * l1 + 2.0 * giou, rel=1e-5)
+    # Scores for COCO AP are the sigmoid probabilities of the object classes.
+    batch = {"label": label, "inputs": np.zeros((4, 8, 8, 3), np.float32)}
+    scores = jax.jit(lambda t, o, b: t.evaluator_inputs(o, b))(task, outputs, batch)
+    expected_scores = jax.nn.sigmoid(outputs["pred_logits"][..., :-1]).max(-1)
+    np.testing.assert_allclose(scores["scores"], expected_scores, rtol=1e-6)
+
+
+def test_scored_boxes_with_sigmoid_scores():
+    logits = jnp.array([[[math.log(3), 0.0, 5.0], [-math.log(3), -math.log(4), 9.0]]])
+    boxes = jnp.full((1, 2, 4), 0.5)
+    out = scored_boxes(logits, boxes, activation="sigmoid")
+    # Sigmoids of the object logits [3/4, 1/2] and [1/4, 1/5]; the last logit is unused.
+    np.testing.assert_allclose(out["scores"], [[0.75, 0.25]], rtol=1e-6)
+    np.testing.assert_array_equal(out["labels"], [[0, 0]])
+    with pytest.raises(ValueError, match=r"`activation` must be 'softmax' or 'sigmoid'. Received: 'relu'."):
+        scored_boxes(logits, boxes, activation="relu")
+
+
+def test_bad_focal_options_are_named():
+    with pytest.raises(
+        ValueError, match=r"`classification_loss` must be one of 'softmax', 'focal'. Received: 'sigmoid'."
+    ):
+        DetectionTask(classification_loss="sigmoid")
+    with pytest.raises(
+        ValueError,
+        match=r"`focal_alpha` must be None \(no balancing\) or a number in \[0, 1\]. Received: 1.5.",
+    ):
+        DetectionTask(focal_alpha=1.5)
+    with pytest.raises(ValueError, match=r"`focal_gamma` must be a finite number >= 0. Received: -2.0."):
+        DetectionTask(focal_gamma=-2)

@@ -38,11 +38,15 @@ def test_loss_literal():
 
 def test_metrics_literal():
     metrics = MultiLabelClassificationTask().metrics(LOGITS, _batch())
-    assert set(metrics) == {"prec@1", "loss"}
+    assert set(metrics) == {"prec@1", "precision", "recall", "loss"}
     for value, normalizer in metrics.values():
         assert value.dtype == normalizer.dtype == jnp.float32
     # Top classes [0, 1, 2]: positive, negative, positive.
     np.testing.assert_allclose(metrics["prec@1"], (2.0, 3.0))
+    # Logits > 0 at (0, 0), (1, 1), (2, 2): 3 predicted positives, 2 of them labelled
+    # positive, out of 5 positive labels.
+    np.testing.assert_allclose(metrics["precision"], (2.0, 3.0))
+    np.testing.assert_allclose(metrics["recall"], (2.0, 5.0))
     np.testing.assert_allclose(metrics["loss"], (np.sum(PER_EXAMPLE), 3.0), rtol=1e-6)
 
 
@@ -125,3 +129,101 @@ def test_labels_outside_zero_one_raise_padding_may_hold_anything(bad_value):
         jax.block_until_ready(jax.jit(task.metrics)(LOGITS, _batch(labels)))
     padded = _batch(labels, batch_mask=jnp.array([1.0, 0.0, 1.0]))
     assert jnp.isfinite(jax.block_until_ready(jax.jit(task.loss)(LOGITS, padded)))
+
+
+def test_label_weights_literal():
+    task = MultiLabelClassificationTask(label_weights=[2, 0, 1])
+    assert task.label_weights == (2.0, 0.0, 1.0)
+    # Per-class costs (see PER_EXAMPLE) weighted 2, 0, 1:
+    expected = [
+        2 * math.log(4 / 3) + math.log(4 / 3),  # row 0: log(4/3), log 2, log(4/3)
+        2 * math.log(2) + math.log(4),  # row 1: log 2, log 4, log 4
+        2 * math.log(4 / 3) + math.log(4 / 3),  # row 2: log(4/3), log 4, log(4/3)
+    ]
+    loss, metrics = _loss_and_metrics(task, LOGITS, _batch())
+    np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], (np.sum(expected), 3.0), rtol=1e-6)
+
+
+def test_sigmoid_focal_loss_option_literal():
+    task = MultiLabelClassificationTask(loss_type="sigmoid_focal", focal_alpha=0.25, focal_gamma=2)
+
+    def focal(p_t, positive):
+        return (0.25 if positive else 0.75) * (1 - p_t) ** 2 * -math.log(p_t)
+
+    # Logits +-log 3 give p_t 3/4 when right and 1/4 when wrong; logit 0 gives 1/2.
+    expected = [
+        focal(3 / 4, True) + focal(1 / 2, False) + focal(3 / 4, False),
+        focal(1 / 2, True) + focal(1 / 4, False) + focal(1 / 4, True),
+        focal(3 / 4, False) + focal(1 / 4, True) + focal(3 / 4, True),
+    ]
+    loss, metrics = _loss_and_metrics(task, LOGITS, _batch())
+    np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], (np.sum(expected), 3.0), rtol=1e-6)
+    # Label weights weigh the focal terms too.
+    weighted = MultiLabelClassificationTask(loss_type="sigmoid_focal", label_weights=(0.0, 0.0, 1.0))
+    np.testing.assert_allclose(
+        weighted.loss(LOGITS, _batch()),
+        np.mean([focal(3 / 4, False), focal(1 / 4, True), focal(3 / 4, True)]),
+        rtol=1e-6,
+    )
+
+
+def test_precision_at_k_literal():
+    task = MultiLabelClassificationTask(precision_at_k=(1, 3))
+    _, metrics = _loss_and_metrics(task, LOGITS, _batch())
+    # The top 3 are all 3 classes: the fraction of positives, 1/3 + 2/3 + 2/3.
+    np.testing.assert_allclose(metrics["prec@3"], (5 / 3, 3.0), rtol=1e-6)
+    np.testing.assert_allclose(metrics["prec@1"], (2.0, 3.0))
+
+
+def test_precision_at_k_precision_and_recall_match_references_under_padding():
+    from sklearn.metrics import precision_score, recall_score
+
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(2 * rng.normal(size=(10, 6)), jnp.float32)
+    labels = jnp.asarray(rng.random((10, 6)) < 0.4, jnp.int32)
+    mask = jnp.asarray([1.0] * 7 + [0.0] * 3)
+    task = MultiLabelClassificationTask(precision_at_k=(2, 4))
+    _, metrics = _loss_and_metrics(task, logits, _batch(labels, batch_mask=mask))
+    summary = task.summarize(jax.device_get(metrics))
+    real_logits, real_labels = np.asarray(logits[:7]), np.asarray(labels[:7])
+    predicted = real_logits > 0  # sigmoid > 0.5
+    assert summary["precision"] == pytest.approx(precision_score(real_labels, predicted, average="micro"))
+    assert summary["recall"] == pytest.approx(recall_score(real_labels, predicted, average="micro"))
+    for k in (2, 4):
+        top = np.argsort(-real_logits, axis=-1)[:, :k]
+        expected = np.take_along_axis(real_labels, top, axis=-1).mean(-1).mean()
+        assert summary[f"prec@{k}"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_precision_without_predicted_positives_is_nan():
+    task = MultiLabelClassificationTask()
+    _, metrics = _loss_and_metrics(task, -jnp.abs(LOGITS) - 1.0, _batch())
+    summary = task.summarize(jax.device_get(metrics))
+    assert math.isnan(summary["precision"]) and summary["recall"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"label_weights": (-1.0, 1.0)}, r"`label_weights` must be None or .* Received: \(-1.0, 1.0\)."),
+        ({"label_weights": ()}, r"`label_weights` must be None or .* Received: \(\)."),
+        ({"precision_at_k": (0,)}, r"`precision_at_k` must be a sequence of distinct integers >= 1"),
+        ({"loss_type": "focal"}, r"`loss_type` must be one of 'sigmoid_cross_entropy', 'sigmoid_focal'"),
+        ({"focal_alpha": 2.0}, r"`focal_alpha` must be None \(no balancing\) or a number in \[0, 1\]"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MultiLabelClassificationTask(**kwargs)
+
+
+def test_options_that_do_not_fit_the_logits():
+    with pytest.raises(
+        ValueError, match=r"`label_weights` must have one entry per class of the logits \(3\)"
+    ):
+        MultiLabelClassificationTask(label_weights=(1.0, 1.0)).loss(LOGITS, _batch())
+    match = r"`precision_at_k` must not exceed the number of classes of the logits \(3\). Received: \(1, 4\)."
+    with pytest.raises(ValueError, match=match):
+        MultiLabelClassificationTask(precision_at_k=(1, 4)).metrics(LOGITS, _batch())

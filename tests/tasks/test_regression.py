@@ -42,12 +42,19 @@ def test_loss_and_metrics_literal():
     assert loss.shape == () and loss.dtype == jnp.float32
     np.testing.assert_allclose(loss, MSE.mean(), rtol=1e-6)
     metrics = task.metrics(OUTPUTS, {"label": LABELS})
-    assert set(metrics) == {"mse", "mae", "loss"}
+    assert set(metrics) == {"mse", "mae", "loss", "r2"}
     np.testing.assert_allclose(metrics["mse"], (MSE.sum(), 3.0), rtol=1e-6)
     np.testing.assert_allclose(metrics["mae"], (MAE.sum(), 3.0), rtol=1e-6)
     np.testing.assert_allclose(metrics["loss"], (MSE.sum(), 3.0), rtol=1e-6)
     for value, normalizer in metrics.values():
         assert value.dtype == normalizer.dtype == jnp.float32
+    # Per output: sum(w), sum(y), sum(y^2), sum(e^2); labels [0, 2, 0] and [2, 2, 1].
+    statistics, normalizer = metrics["r2"]
+    np.testing.assert_allclose(statistics, [[3, 3], [2, 5], [4, 9], [17, 13]], rtol=1e-6)
+    assert normalizer == 1.0
+    # SST = 4 - 2^2 / 3 = 8/3 and 9 - 5^2 / 3 = 2/3: R^2 = 1 - 17 / (8/3) = -5.375 and
+    # 1 - 13 / (2/3) = -18.5, averaged: -11.9375.
+    assert task.summarize(jax.device_get(metrics))["r2"] == pytest.approx(-11.9375, rel=1e-6)
 
 
 def test_huber_literal():
@@ -79,7 +86,8 @@ def test_masked_metrics_equal_a_numpy_reference(huber_delta, example_shape):
     eager_loss, eager_metrics = task.loss(outputs, batch), task.metrics(outputs, batch)
     np.testing.assert_allclose(eager_loss, loss, rtol=1e-6)
     for name in metrics:
-        np.testing.assert_allclose(eager_metrics[name], metrics[name], rtol=1e-6)
+        for eager, jitted in zip(eager_metrics[name], metrics[name]):
+            np.testing.assert_allclose(eager, jitted, rtol=1e-6)
 
 
 def test_padding_may_hold_nan_and_all_padding_gives_zero():
@@ -94,8 +102,11 @@ def test_padding_may_hold_nan_and_all_padding_gives_zero():
     empty = {"label": LABELS, "batch_mask": jnp.zeros(3)}
     loss, grad = _value_and_grad(task, OUTPUTS, empty)
     assert loss == 0.0 and (grad == 0).all()
-    for value, normalizer in task.metrics(OUTPUTS, empty).values():
-        assert value == 0.0 and normalizer == 0.0
+    metrics = task.metrics(OUTPUTS, empty)
+    for name in ("mse", "mae", "loss"):
+        assert metrics[name][0] == 0.0 and metrics[name][1] == 0.0
+    np.testing.assert_array_equal(metrics["r2"][0], np.zeros((4, 2)))
+    assert np.isnan(task.summarize(jax.device_get({"r2": metrics["r2"]}))["r2"])
 
 
 def test_gradient_of_mse():
@@ -186,3 +197,93 @@ def test_fit_on_a_linear_problem_from_arrays(getkey):
     assert variance > 1.0
     assert results["mse"] < 0.01 * variance, (results, variance)
     assert results["mae"] < 0.2
+    # R^2 over the whole test split (padded to whole batches): the noise variance is
+    # 0.0025 against a target variance above 1.
+    assert results["r2"] > 0.99, results
+
+
+def _weighted_batch(rng, batch_size=10, example_shape=(3,)):
+    outputs = jnp.asarray(rng.normal(size=(batch_size, *example_shape)), jnp.float32)
+    labels = jnp.asarray(rng.normal(size=(batch_size, *example_shape)) + 2.0, jnp.float32)
+    weights = jnp.asarray(rng.uniform(0.0, 3.0, size=batch_size), jnp.float32)
+    mask = jnp.asarray([1.0] * (batch_size - 3) + [0.0] * 3)
+    # Padding may hold anything, NaN weights and targets included.
+    labels = labels.at[-1].set(jnp.nan)
+    weights = weights.at[-2].set(jnp.nan)
+    return outputs, {"label": labels, "weight": weights, "batch_mask": mask}
+
+
+@pytest.mark.parametrize("example_shape", [(), (3,), (2, 2, 2)])
+def test_weighted_metrics_match_scikit_learn(example_shape):
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    rng = np.random.default_rng(1)
+    outputs, batch = _weighted_batch(rng, example_shape=example_shape)
+    task = RegressionTask(weight_key="weight")
+    loss, metrics = _loss_and_metrics(task, outputs, batch)
+    summary = task.summarize(jax.device_get(metrics))
+    real = slice(0, 7)
+    y = np.asarray(batch["label"][real]).reshape(7, -1)
+    prediction = np.asarray(outputs[real]).reshape(7, -1)
+    w = np.asarray(batch["weight"][real])
+    assert summary["mse"] == pytest.approx(mean_squared_error(y, prediction, sample_weight=w), rel=1e-5)
+    assert summary["mae"] == pytest.approx(mean_absolute_error(y, prediction, sample_weight=w), rel=1e-5)
+    assert summary["r2"] == pytest.approx(r2_score(y, prediction, sample_weight=w), rel=1e-5)
+    assert summary["loss"] == pytest.approx(summary["mse"], rel=1e-6)
+    np.testing.assert_allclose(loss, summary["mse"], rtol=1e-5)
+    assert float(metrics["mse"][1]) == pytest.approx(w.sum(), rel=1e-6)
+    # Unweighted: scikit-learn's R^2 without weights.
+    unweighted = RegressionTask().summarize(
+        jax.device_get(_loss_and_metrics(RegressionTask(), outputs, batch)[1])
+    )
+    assert unweighted["r2"] == pytest.approx(r2_score(y, prediction), rel=1e-5)
+
+
+def test_r2_is_exact_at_any_batch_split():
+    rng = np.random.default_rng(2)
+    outputs, batch = _weighted_batch(rng, batch_size=12)
+    task = RegressionTask(weight_key="weight")
+    whole = jax.device_get(_loss_and_metrics(task, outputs, batch)[1])
+    parts = [
+        jax.device_get(_loss_and_metrics(task, *jax.tree.map(lambda x: x[s], (outputs, batch)))[1])
+        for s in (slice(0, 5), slice(5, 12))
+    ]
+    summed = jax.device_get(jax.tree.map(jnp.add, *parts))  # as the loops sum them
+    for name, value in task.summarize(whole).items():
+        assert task.summarize(summed)[name] == pytest.approx(value, rel=1e-5), name
+    # A mean of the two batches' R^2 would differ: the target mean is the whole set's.
+    per_part = [task.summarize(part)["r2"] for part in parts]
+    assert abs(np.mean(per_part) - task.summarize(whole)["r2"]) > 1e-3
+
+
+def test_r2_of_constant_targets_follows_scikit_learn():
+    from sklearn.metrics import r2_score
+
+    labels = jnp.array([[1.0, 3.0], [1.0, 5.0], [1.0, 4.0]])
+    for outputs in (labels, labels.at[:, 0].set(1.5)):
+        metrics = RegressionTask().metrics(outputs, {"label": labels})
+        expected = r2_score(np.asarray(labels), np.asarray(outputs))
+        assert RegressionTask().summarize(jax.device_get(metrics))["r2"] == pytest.approx(expected)
+
+
+def test_weight_checks():
+    outputs, batch = _weighted_batch(np.random.default_rng(3))
+    task = RegressionTask(weight_key="weight")
+    match = r"`batch` must have a 'weight' entry of example weights, .* Received: a batch with keys \['batch_mask', 'label'\]."
+    with pytest.raises(ValueError, match=match):
+        task.loss(outputs, {"label": batch["label"], "batch_mask": batch["batch_mask"]})
+    with pytest.raises(
+        ValueError, match=r"`batch\['weight'\]` must have shape \(10,\), .* Received: shape \(10, 1\)."
+    ):
+        task.loss(outputs, {**batch, "weight": batch["weight"][:, None]})
+    negative = {**batch, "weight": batch["weight"].at[2].set(-1.0)}
+    match = (
+        r"`batch\['weight'\]` must hold finite non-negative weights. Received: 1 value\(s\) outside "
+        r"it, from -1 to -1; the counted weights span"
+    )
+    with pytest.raises(ValueError, match=match):
+        task.loss(outputs, negative)
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(_loss_and_metrics(task, outputs, negative))
+    with pytest.raises(ValueError, match=r"`weight_key` must be None .* Received: ''."):
+        RegressionTask(weight_key="")

@@ -290,3 +290,44 @@ def test_bad_arguments(kwargs, match):
 def test_ignore_label_must_be_an_integer():
     with pytest.raises(TypeError, match=r"`ignore_label` must be an integer. Received: True."):
         SegmentationTask(ignore_label=True)
+
+
+def test_dice_term_literal():
+    task = SegmentationTask(dice_loss_coef=0.5)
+    # Over the 3 counted pixels, class 0 has probabilities .75, .5, .25 against the mask
+    # 1, 0, 1: overlap 1, sums 1.5 and 2, Dice loss 1 - (2 + 1) / (3.5 + 1) = 1/3. Class
+    # 1 has .25, .5, .75 against 0, 1, 0: overlap .5, sums 1.5 and 1, 1 - 2 / 3.5 = 3/7.
+    dice = (1 / 3 + 3 / 7) / 2  # = 8/21
+    loss, metrics = _loss_and_metrics(task, LOGITS, {"label": LABELS})
+    np.testing.assert_allclose(loss, LOSS + 0.5 * dice, rtol=1e-6)
+    assert set(metrics) == {"pixel_accuracy", "cross_entropy", "dice_loss", "confusion_matrix"}
+    np.testing.assert_allclose(metrics["cross_entropy"], (3 * LOSS, 3.0), rtol=1e-6)
+    np.testing.assert_allclose(metrics["dice_loss"], (dice, 1.0), rtol=1e-6)
+    summary = task.summarize(jax.device_get(metrics))
+    assert summary["loss"] == pytest.approx(LOSS + 0.5 * dice, rel=1e-6)
+    assert summary["dice_loss"] == pytest.approx(dice, rel=1e-6)
+
+
+def test_dice_term_padding_and_ignored_pixels_count_nowhere():
+    rng = np.random.default_rng(4)
+    task = SegmentationTask(dice_loss_coef=1.0, ignore_label=-1)
+    logits, label = _random(rng, 4)
+    pad_logits, pad_label = _random(rng, 2)
+    padded = {"label": jnp.concatenate([label, pad_label]), "batch_mask": jnp.array([1.0] * 4 + [0.0] * 2)}
+    padded_loss, padded_metrics = _loss_and_metrics(task, jnp.concatenate([logits, pad_logits]), padded)
+    sliced_loss, sliced_metrics = _loss_and_metrics(task, logits, {"label": label})
+    np.testing.assert_allclose(padded_loss, sliced_loss, rtol=1e-6)
+    for name in ("cross_entropy", "dice_loss"):
+        np.testing.assert_allclose(padded_metrics[name], sliced_metrics[name], rtol=1e-6)
+    # An ignored pixel's logits change nothing; its gradient is 0.
+    ignored = {"label": label.at[:, 0, 0].set(-1)}
+    loss, grad = _value_and_grad(task, logits, ignored)
+    np.testing.assert_allclose(
+        _loss_and_metrics(task, logits.at[:, 0, 0].mul(50.0), ignored)[0], loss, rtol=1e-6
+    )
+    assert np.all(np.asarray(grad)[:, 0, 0] == 0) and np.isfinite(grad).all()
+
+
+def test_bad_dice_loss_coef():
+    with pytest.raises(ValueError, match=r"`dice_loss_coef` must be a finite number >= 0. Received: -1.0."):
+        SegmentationTask(dice_loss_coef=-1)

@@ -25,6 +25,7 @@ from ._input_position import InputPosition
 from ._logging import RunLogger, read_history
 from ._peak_flops import peak_flops_per_device as lookup_peak_flops
 from ._periodic import run_due
+from ._periodic_evaluation import PeriodicEvaluation, check_evaluations
 from ._placement import Sharding, init_placed_train_state
 from ._precision import Precision, get_precision
 from ._resume import start_in_workdir
@@ -116,6 +117,7 @@ def fit(
     step_timeout_seconds: float | int | None = None,
     debug_nans: bool = False,
     async_checkpoints: bool = False,
+    evaluations: Sequence[PeriodicEvaluation] = (),
 ) -> tuple[TrainState, History]:
     """Trains `model` on `task` for `num_steps` optimizer steps, data-parallel over `mesh`.
 
@@ -202,15 +204,19 @@ def fit(
             training waits until it is on disk, so that a crash loses at most
             `checkpoint_every` steps; asynchronous saves hide the writing time but a
             crash during one loses it too (up to `2 * checkpoint_every - 1` steps).
+        evaluations: further evaluations (`loops.PeriodicEvaluation`: zero-shot,
+            transfer, ...), each run every its own number of steps and at the end, its
+            results recorded as `<name>_<metric>`.
 
     Returns:
         `(state, history)`: the final `TrainState` (float32 parameters whatever the
         `precision`) and one dict per record (`step`, the training metrics,
         `examples_per_sec`, `examples_per_sec_per_device`, `mfu` when the FLOPs and the
-        chip's peak are known, `learning_rate`, and `eval_<name>` metrics at evaluation
-        steps). The first record also holds `compile_seconds` of the step. A resumed
-        run's history starts after the restored step; a finished run's is every record
-        of `workdir/metrics.jsonl` (`[]` on a process that cannot read that file).
+        chip's peak are known, `learning_rate`, `eval_<name>` metrics at evaluation
+        steps and `<evaluation>_<name>` ones at those of `evaluations`). The first
+        record also holds `compile_seconds` of the step. A resumed run's history starts
+        after the restored step; a finished run's is every record of
+        `workdir/metrics.jsonl` (`[]` on a process that cannot read that file).
 
     Raises:
         ValueError: the checkpoint in `workdir` was written by another model, optimizer
@@ -226,6 +232,8 @@ def fit(
         num_steps, log_every, eval_every, checkpoint_every, eval_batches, workdir, steps_per_dispatch,
         step_timeout_seconds,
     )  # fmt: skip
+    evaluations = tuple(evaluations)
+    check_evaluations(evaluations, steps_per_dispatch)
     precision = get_precision(precision)
     mesh = data_mesh() if mesh is None else mesh
     optimizer = with_params_ema(optimizer, ema_decay)
@@ -297,7 +305,7 @@ def fit(
     actions = FitActions(
         step_fn, task, throughput, mesh, precision, schedule, eval_batches,
         evaluate_ema=ema_decay is not None, checkpointer=checkpointer, watchdog=guards.watchdog,
-        async_checkpoints=async_checkpoints, input_position=input_position,
+        async_checkpoints=async_checkpoints, input_position=input_position, evaluations=evaluations,
     )  # fmt: skip
     periodic = actions.periodic(log_every, eval_every, checkpoint_every)
     debugger = NanDebugger(make_step, optimizer, mesh) if debug_nans else None

@@ -1,6 +1,6 @@
 """The periodic actions of `fit`: log training metrics, evaluate, checkpoint."""
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import jax
 import optax
@@ -14,6 +14,7 @@ from ._evaluate import evaluate_on_mesh
 from ._flat_step import FlatTrainStep
 from ._input_position import InputPosition
 from ._periodic import Periodic
+from ._periodic_evaluation import PeriodicEvaluation
 from ._precision import Precision
 from ._throughput import Throughput
 from ._watchdog import StepWatchdog
@@ -36,6 +37,7 @@ class FitActions:
         async_checkpoints: let training go on while a checkpoint is written, instead
             of waiting until it is on disk.
         input_position: saves the training input's position with each checkpoint.
+        evaluations: further evaluations of the model, each with its own period.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class FitActions:
         watchdog: StepWatchdog,
         async_checkpoints: bool = False,
         input_position: InputPosition | None = None,
+        evaluations: Sequence[PeriodicEvaluation] = (),
     ):
         self.step_fn, self.task, self.throughput = step_fn, task, throughput
         self.mesh, self.precision, self.schedule = mesh, precision, schedule
@@ -61,6 +64,7 @@ class FitActions:
         self.async_checkpoints = async_checkpoints
         self.input_position = input_position or InputPosition((), None)
         self.saved_step: int | None = None
+        self.evaluations = evaluations
 
     def periodic(
         self, log_every: int, eval_every: int | None, checkpoint_every: int | None
@@ -69,6 +73,9 @@ class FitActions:
         actions = [Periodic("log", log_every, self.log)]
         if self.eval_batches is not None:
             actions.append(Periodic("evaluate", eval_every, self._paused("evaluation", self.evaluate)))
+        for evaluation in self.evaluations:
+            run = self._paused(f"evaluation {evaluation.name!r}", self._periodic_evaluation(evaluation))
+            actions.append(Periodic(evaluation.name, evaluation.every, run))
         if self.checkpointer is not None:
             actions.append(
                 Periodic("checkpoint", checkpoint_every, self._paused("checkpoint", self.checkpoint))
@@ -109,6 +116,16 @@ class FitActions:
             )
             record.update({f"{prefix}_{name}": value for name, value in results.items()})
         return record
+
+    def _periodic_evaluation(self, evaluation: PeriodicEvaluation) -> Callable[[int], dict[str, float]]:
+        """`evaluation` of the current parameters, as an action of `periodic`."""
+
+        def run(step: int) -> dict[str, float]:
+            self.check_finite()
+            state = self.step_fn.state
+            return evaluation.run(state.model, state.model_state, self.mesh)
+
+        return run
 
     def _watched_eval_batches(self, activity: str) -> Iterator[dict]:
         """The evaluation batches, telling the watchdog of each one."""

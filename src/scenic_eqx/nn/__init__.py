@@ -7,6 +7,9 @@ from ._attention import (
 )
 from ._batch_norm import BatchNorm as BatchNorm, freeze_batch_norm as freeze_batch_norm
 from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
+from ._clip import CLIP as CLIP, CLIP_VARIANTS as CLIP_VARIANTS
+from ._clip_text import CLIPTextTransformer as CLIPTextTransformer
+from ._clip_vision import CLIPVisionTransformer as CLIPVisionTransformer
 from ._counted_flops import counted_forward_flops as counted_forward_flops
 from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock
 from ._detr import DETR as DETR
@@ -15,7 +18,6 @@ from ._encoder import Encoder as Encoder, EncoderBlock as EncoderBlock
 from ._encoder_decoder import (
     TRANSFORMER_VARIANTS as TRANSFORMER_VARIANTS,
     TransformerEncoderDecoder as TransformerEncoderDecoder,
-    posemb_sincos_1d as posemb_sincos_1d,
 )
 from ._flops import forward_flops as forward_flops
 from ._fully_connected import FullyConnected as FullyConnected
@@ -23,11 +25,13 @@ from ._group_norm import GroupNorm as GroupNorm
 from ._layer_norm import LayerNorm as LayerNorm, normalize as normalize
 from ._map_head import MAPHead as MAPHead
 from ._mixer import MIXER_VARIANTS as MIXER_VARIANTS, MixerBlock as MixerBlock, MlpMixer as MlpMixer
-from ._mlp_block import MlpBlock as MlpBlock, gelu as gelu
+from ._mlp_block import MlpBlock as MlpBlock, gelu as gelu, quick_gelu as quick_gelu
 from ._patch_embedding import PatchEmbedding as PatchEmbedding
 from ._position_embedding import (
     LearnedPositionEmbedding as LearnedPositionEmbedding,
+    SinCos1DPositionEmbedding as SinCos1DPositionEmbedding,
     SinCos2DPositionEmbedding as SinCos2DPositionEmbedding,
+    posemb_sincos_1d as posemb_sincos_1d,
     posemb_sincos_2d as posemb_sincos_2d,
 )
 from ._registry import (

@@ -1,6 +1,7 @@
 """Multi-head dot-product attention (Vaswani et al. 2017) for one example."""
 
 import math
+import numbers
 
 import equinox as eqx
 import jax
@@ -83,6 +84,27 @@ def _core_bwd(residuals, grad):
 dot_product_attention_core.defvjp(_core_fwd, _core_bwd)
 
 
+def attention_width(dim: int, num_heads: int, head_dim: int | None = None, *, dim_name: str = "dim") -> int:
+    """`num_heads * head_dim`, the width of the queries, keys and values of all heads.
+
+    Raises unless `num_heads` (and `head_dim`, when given) are positive integers, and,
+    without `head_dim`, `num_heads` divides `dim` (`dim_name` names it in the message).
+    """
+    for name, value in (("num_heads", num_heads), ("head_dim", head_dim)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
+        ):
+            raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}.")
+    if head_dim is not None:
+        return num_heads * head_dim
+    if dim % num_heads:
+        raise ValueError(
+            f"`{dim_name}` (={dim}) must be divisible by `num_heads` (={num_heads}), or give `head_dim` "
+            f"(the size of each head) for an attention width `num_heads * head_dim` other than `{dim_name}`"
+        )
+    return dim
+
+
 def _xavier_linear(in_features: int, out_features: int, *, key: PRNGKeyArray) -> eqx.nn.Linear:
     """A Linear layer with Xavier-uniform weights and zero bias, as in Google's ViT."""
     weight = jax.nn.initializers.xavier_uniform()(key, (out_features, in_features))
@@ -96,10 +118,18 @@ class MultiHeadDotProductAttention(eqx.Module):
     `[out_features, in_features]`, as in PyTorch); head `h` of the query uses rows
     `h * head_dim : (h + 1) * head_dim` of `query.weight`.
 
+    The attention width, `num_heads * head_dim`, is `dim` by default (`head_dim = dim
+    / num_heads`, which must then be whole, as Flax's `qkv_features` requires). An
+    explicit `head_dim` decouples it from `dim`, as timm's `head_dim` and big_vision's
+    `qkv_features` do: the query, key and value project to `num_heads * head_dim` and
+    `out` back to `dim`. Scenic's `enforce_hidden_size_divisible_by_heads=False`
+    (heads of `dim // num_heads`) is `head_dim=dim // num_heads`.
+
     Arguments:
         dim: size of the query input (and of the output).
-        num_heads: number of heads; must divide `dim`.
+        num_heads: number of heads; must divide `dim` unless `head_dim` is given.
         kv_dim: size of the key/value input; defaults to `dim`.
+        head_dim: size of each head; defaults to `dim / num_heads`.
         dropout_rate: dropout on the attention weights during training.
         key: PRNG key for initialisation (keyword only).
     """
@@ -118,17 +148,17 @@ class MultiHeadDotProductAttention(eqx.Module):
         num_heads: int,
         *,
         kv_dim: int | None = None,
+        head_dim: int | None = None,
         dropout_rate: float = 0.0,
         key: PRNGKeyArray,
     ):
-        if dim % num_heads:
-            raise ValueError(f"`dim` (={dim}) must be divisible by `num_heads` (={num_heads})")
+        width = attention_width(dim, num_heads, head_dim)
         kv_dim = dim if kv_dim is None else kv_dim
         kq, kk, kv, ko = jax.random.split(key, 4)
-        self.query = _xavier_linear(dim, dim, key=kq)
-        self.key = _xavier_linear(kv_dim, dim, key=kk)
-        self.value = _xavier_linear(kv_dim, dim, key=kv)
-        self.out = _xavier_linear(dim, dim, key=ko)
+        self.query = _xavier_linear(dim, width, key=kq)
+        self.key = _xavier_linear(kv_dim, width, key=kk)
+        self.value = _xavier_linear(kv_dim, width, key=kv)
+        self.out = _xavier_linear(width, dim, key=ko)
         self.num_heads = num_heads
         self.dropout_rate = dropout_rate
         self.inference = False

@@ -17,12 +17,15 @@ class EncoderBlock(eqx.Module):
 
     Arguments:
         dim: token size.
-        num_heads: attention heads; must divide `dim`.
+        num_heads: attention heads; must divide `dim` unless `head_dim` is given.
         mlp_dim: hidden size of the MLP.
+        head_dim: size of each attention head; defaults to `dim / num_heads` (see
+            `MultiHeadDotProductAttention`).
         dropout_rate: dropout in the MLP and after attention.
         attention_dropout_rate: dropout on the attention weights.
         drop_path_rate: stochastic depth rate of both residual branches.
         gelu_approximate: tanh-approximate GELU in the MLP (see `MlpBlock`).
+        quick_gelu: `x * sigmoid(1.702 x)` in the MLP instead (OpenAI's CLIP).
         layer_norm_eps: epsilon of both layer norms.
         key: PRNG key for initialisation (keyword only).
     """
@@ -40,17 +43,19 @@ class EncoderBlock(eqx.Module):
         num_heads: int,
         mlp_dim: int,
         *,
+        head_dim: int | None = None,
         dropout_rate: float = 0.0,
         attention_dropout_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         gelu_approximate: bool = False,
+        quick_gelu: bool = False,
         layer_norm_eps: float = 1e-6,
         key: PRNGKeyArray,
     ):
         k_attention, k_mlp = jax.random.split(key)
         self.norm1 = LayerNorm(dim, eps=layer_norm_eps)
         self.attention = MultiHeadDotProductAttention(
-            dim, num_heads, dropout_rate=attention_dropout_rate, key=k_attention
+            dim, num_heads, head_dim=head_dim, dropout_rate=attention_dropout_rate, key=k_attention
         )
         self.norm2 = LayerNorm(dim, eps=layer_norm_eps)
         self.mlp = MlpBlock(
@@ -58,6 +63,7 @@ class EncoderBlock(eqx.Module):
             mlp_dim,
             dropout_rate=dropout_rate,
             gelu_approximate=gelu_approximate,
+            quick_gelu=quick_gelu,
             key=k_mlp,
         )
         self.dropout = eqx.nn.Dropout(dropout_rate)
@@ -104,9 +110,9 @@ class Encoder(eqx.Module):
 
     Arguments:
         num_layers: number of blocks.
-        dim, num_heads, mlp_dim: as in `EncoderBlock`.
+        dim, num_heads, mlp_dim, head_dim: as in `EncoderBlock`.
         dropout_rate, attention_dropout_rate: as in `EncoderBlock`.
-        gelu_approximate, layer_norm_eps: as in `EncoderBlock`.
+        gelu_approximate, quick_gelu, layer_norm_eps: as in `EncoderBlock`.
         stochastic_depth: stochastic depth rate of the last block.
         scan_layers: stack the blocks' weights and run them with `lax.scan`.
         remat_policy: `None` (no rematerialisation) or a name from
@@ -129,10 +135,12 @@ class Encoder(eqx.Module):
         num_heads: int,
         mlp_dim: int,
         *,
+        head_dim: int | None = None,
         dropout_rate: float = 0.0,
         attention_dropout_rate: float = 0.0,
         stochastic_depth: float = 0.0,
         gelu_approximate: bool = False,
+        quick_gelu: bool = False,
         layer_norm_eps: float = 1e-6,
         scan_layers: bool = False,
         remat_policy: str | None = None,
@@ -148,10 +156,12 @@ class Encoder(eqx.Module):
                 dim,
                 num_heads,
                 mlp_dim,
+                head_dim=head_dim,
                 dropout_rate=dropout_rate,
                 attention_dropout_rate=attention_dropout_rate,
                 drop_path_rate=rate,
                 gelu_approximate=gelu_approximate,
+                quick_gelu=quick_gelu,
                 layer_norm_eps=layer_norm_eps,
                 key=block_key,
             )

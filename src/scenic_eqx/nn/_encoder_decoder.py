@@ -21,12 +21,12 @@ Scenic's and most current transformers: they train without a learning-rate warmu
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._decoder import Decoder
 from ._encoder import Encoder
 from ._linear import dense
+from ._position_embedding import posemb_sincos_1d
 
 TRANSFORMER_VARIANTS: dict[str, dict[str, int]] = {
     # Vaswani et al. 2017, Table 3: d_model, N, h, d_ff of the base and big models.
@@ -36,29 +36,6 @@ TRANSFORMER_VARIANTS: dict[str, dict[str, int]] = {
 """Transformer encoder-decoder sizes by name."""
 
 _POSEMBS = ("sincos", "learn")
-
-
-def posemb_sincos_1d(
-    num_tokens: int, dim: int, temperature: float = 10_000.0
-) -> Float[np.ndarray, "tokens dim"]:
-    """The fixed sine-cosine position embedding of Vaswani et al. 2017 (Section 3.5).
-
-    `PE[pos, 2i] = sin(pos / temperature ** (2i / dim))` and
-    `PE[pos, 2i + 1] = cos(pos / temperature ** (2i / dim))`.
-
-    Arguments:
-        num_tokens: number of positions, `0 .. num_tokens - 1`.
-        dim: size of each embedding; even.
-        temperature: sets the longest wavelength (`2 pi temperature`).
-
-    Returns:
-        A float32 numpy array `[num_tokens, dim]` (a constant under `jit`).
-    """
-    if dim % 2:
-        raise ValueError(f"`dim` (={dim}) must be even for the sine-cosine embedding")
-    angles = np.arange(num_tokens)[:, None] / temperature ** (np.arange(0, dim, 2) / dim)
-    table = np.stack([np.sin(angles), np.cos(angles)], axis=-1)  # [tokens, dim/2, 2]
-    return table.reshape(num_tokens, dim).astype(np.float32)
 
 
 class TransformerEncoderDecoder(eqx.Module):

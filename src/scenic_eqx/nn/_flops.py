@@ -108,7 +108,8 @@ def _vit(model: ViT, input_shape: tuple[int, ...]) -> int:
     (ph, pw), (h, w) = model.embedding.patch_size, model.image_size
     patches = (h // ph) * (w // pw)
     tokens = patches + (model.cls_token is not None)
-    flops = _embedding(model.embedding.weight.shape, patches) + tokens * dim  # + positions
+    flops = _embedding(model.embedding.weight.shape, patches)
+    flops += 0 if model.pos_embedding is None else tokens * dim  # + positions
     flops += _encoder(model.encoder, tokens)
     if model.classifier == "map":
         flops += _map_head(model.map_head, tokens, dim)

@@ -18,8 +18,9 @@ class MAPHead(eqx.Module):
 
     Arguments:
         dim: size of each token.
-        num_heads: attention heads; must divide `dim`.
+        num_heads: attention heads; must divide `dim` unless `head_dim` is given.
         mlp_dim: hidden size of the MLP.
+        head_dim: size of each attention head; defaults to `dim / num_heads`.
         gelu_approximate: tanh-approximate GELU in the MLP (see `MlpBlock`).
         layer_norm_eps: epsilon of the layer norm.
         key: PRNG key for initialisation (keyword only).
@@ -36,13 +37,14 @@ class MAPHead(eqx.Module):
         num_heads: int,
         mlp_dim: int,
         *,
+        head_dim: int | None = None,
         gelu_approximate: bool = False,
         layer_norm_eps: float = 1e-6,
         key: PRNGKeyArray,
     ):
         k_probe, k_attention, k_mlp = jax.random.split(key, 3)
         self.probe = jax.nn.initializers.xavier_uniform()(k_probe, (1, dim))
-        self.attention = MultiHeadDotProductAttention(dim, num_heads, key=k_attention)
+        self.attention = MultiHeadDotProductAttention(dim, num_heads, head_dim=head_dim, key=k_attention)
         self.norm = LayerNorm(dim, eps=layer_norm_eps)
         self.mlp = MlpBlock(dim, mlp_dim, gelu_approximate=gelu_approximate, key=k_mlp)
 

@@ -23,6 +23,15 @@ def gelu(x: Array, approximate: bool = False) -> Array:
     return x * (0.5 + 0.5 * jax.lax.erf(x * jnp.asarray(1 / math.sqrt(2), x.dtype)))
 
 
+def quick_gelu(x: Array) -> Array:
+    """`x * sigmoid(1.702 x)`: the GELU approximation OpenAI's CLIP was trained with.
+
+    Radford et al. 2021 ("Learning Transferable Visual Models From Natural Language
+    Supervision"); the constant is from Hendrycks & Gimpel 2016, section 2.
+    """
+    return x * jax.nn.sigmoid(jnp.asarray(1.702, x.dtype) * x)
+
+
 class MlpBlock(eqx.Module):
     """Two dense layers with a GELU between, as in the transformer encoder block.
 
@@ -32,6 +41,8 @@ class MlpBlock(eqx.Module):
         dropout_rate: dropout after the activation and after the output layer.
         gelu_approximate: `True` for the tanh approximation of GELU (Google's
             checkpoints), `False` for the exact one (timm, transformers).
+        quick_gelu: `x * sigmoid(1.702 x)` instead of GELU (OpenAI's CLIP); then
+            `gelu_approximate` is unused.
         key: PRNG key for initialisation (keyword only).
     """
 
@@ -39,6 +50,7 @@ class MlpBlock(eqx.Module):
     dense2: eqx.nn.Linear
     dropout: eqx.nn.Dropout
     gelu_approximate: bool = eqx.field(static=True)
+    quick_gelu: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -47,6 +59,7 @@ class MlpBlock(eqx.Module):
         *,
         dropout_rate: float = 0.0,
         gelu_approximate: bool = False,
+        quick_gelu: bool = False,
         key: PRNGKeyArray,
     ):
         keys = jax.random.split(key, 4)
@@ -57,12 +70,14 @@ class MlpBlock(eqx.Module):
         self.dense2 = linear(xavier(keys[2], (dim, mlp_dim)), bias(keys[3], (dim,)))
         self.dropout = eqx.nn.Dropout(dropout_rate)
         self.gelu_approximate = gelu_approximate
+        self.quick_gelu = quick_gelu
 
     def __call__(
         self, x: Float[Array, "tokens dim"], *, key: PRNGKeyArray | None = None
     ) -> Float[Array, "tokens dim"]:
         """Applies the block to each token (row) of `x`; `key` drives dropout."""
         k1, k2 = (None, None) if key is None else jax.random.split(key)
-        h = gelu(dense(self.dense1, x), self.gelu_approximate)
+        h = dense(self.dense1, x)
+        h = quick_gelu(h) if self.quick_gelu else gelu(h, self.gelu_approximate)
         h = self.dropout(h, key=k1)
         return self.dropout(dense(self.dense2, h), key=k2)

@@ -5,12 +5,15 @@ configuration ("B/16" of ViT, "R50x3" of BiT). A short name ("vit_b16", "bit_r50
 is an alias of one (family, variant) pair.
 """
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+from jaxtyping import PRNGKeyArray
 
 from ._bit import BiTResNet
+from ._clip import CLIP, CLIP_VARIANTS
 from ._detr import DETR
 from ._fully_connected import FullyConnected
 from ._mixer import MIXER_VARIANTS, MlpMixer
@@ -22,6 +25,25 @@ from ._vivit import VIVIT_VARIANTS, ViViT
 
 # The variant of a family with a single configuration, whose constructor defaults are it.
 DEFAULT_VARIANT = "default"
+
+
+def _clip(*, num_classes: int | None = None, key: PRNGKeyArray, **kwargs: Any) -> CLIP:
+    """`CLIP(**kwargs, key=key)` for the registry, which passes every model `num_classes`.
+
+    A dual encoder has no classifier head (zero-shot classes come from text prompts), so
+    `num_classes` (a dataset's class count, under the runner) is not used.
+    """
+    del num_classes
+    return CLIP(**kwargs, key=key)
+
+
+# `create` checks overrides against the signature: CLIP's own arguments.
+_clip.__signature__ = inspect.signature(CLIP).replace(
+    parameters=[
+        inspect.Parameter("num_classes", inspect.Parameter.KEYWORD_ONLY, default=None),
+        *inspect.signature(CLIP).parameters.values(),
+    ]
+)
 
 # BiT's width factor k is `width=64 * k` (Kolesnikov et al. 2020): "R50x3".
 _BIT_MODELS = ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2))
@@ -40,6 +62,8 @@ FAMILIES: dict[str, tuple[Callable[..., eqx.Module], dict[str, dict[str, Any]]]]
     "mixer": (MlpMixer, dict(MIXER_VARIANTS)),
     # 32 frames of 224x224 by default, as in the paper.
     "vivit": (ViViT, dict(VIVIT_VARIANTS)),
+    # Radford et al. 2021: the released ViT models, and a tiny one for tests.
+    "clip": (_clip, dict(CLIP_VARIANTS)),
 }
 
 
@@ -55,6 +79,11 @@ ALIASES: dict[str, tuple[str, str]] = {
     **{f"resnet{depth}": ("resnet", str(depth)) for depth in (18, 34, 50, 101, 152)},
     **{f"bit_r{d}x{k}": ("bit", f"R{d}x{k}") for d, k in _BIT_MODELS},
     **{f"detr_r{depth}": ("detr", f"R{depth}") for depth in (50, 101)},
+    "clip_vit_b32": ("clip", "ViT-B/32"),
+    "clip_vit_b16": ("clip", "ViT-B/16"),
+    "clip_vit_l14": ("clip", "ViT-L/14"),
+    "clip_vit_l14_336": ("clip", "ViT-L/14@336px"),
+    "clip_tiny": ("clip", "tiny"),
     **{
         f"{family}_{_short(v)}": (family, v)
         for family in ("vit", "mixer", "vivit")

@@ -27,11 +27,12 @@ class PatchEmbedding(eqx.Module):
         in_channels: channels of the input image.
         dim: size of each output token.
         patch_size: side of a patch, an int or `(height, width)`.
+        use_bias: whether to add a learned bias (OpenAI's CLIP has none).
         key: PRNG key for initialisation (keyword only).
     """
 
     weight: Float[Array, "dim in_channels patch_height patch_width"]
-    bias: Float[Array, " dim"]
+    bias: Float[Array, " dim"] | None
     patch_size: tuple[int, int] = eqx.field(static=True)
 
     def __init__(
@@ -40,6 +41,7 @@ class PatchEmbedding(eqx.Module):
         dim: int,
         patch_size: int | tuple[int, int],
         *,
+        use_bias: bool = True,
         key: PRNGKeyArray,
     ):
         self.patch_size = _pair(patch_size, "patch_size")
@@ -47,7 +49,7 @@ class PatchEmbedding(eqx.Module):
         # but not truncated: the truncated sampler takes seconds to compile on CPU.
         init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(1, 2, 3), out_axis=0)
         self.weight = init(key, (dim, in_channels, *self.patch_size))
-        self.bias = jnp.zeros((dim,))
+        self.bias = jnp.zeros((dim,)) if use_bias else None
 
     def __call__(self, x: Float[Array, "height width channels"]) -> Float[Array, "tokens dim"]:
         """Tokens of the patches in row-major order: `height/ph * width/pw` of them."""
@@ -60,4 +62,5 @@ class PatchEmbedding(eqx.Module):
             )
         patches = x.reshape(height // ph, ph, width // pw, pw, channels)
         tokens = jnp.einsum("aibjc,dcij->abd", patches, self.weight.astype(x.dtype))
-        return tokens.reshape(-1, self.weight.shape[0]) + self.bias.astype(x.dtype)[None]
+        tokens = tokens.reshape(-1, self.weight.shape[0])
+        return tokens if self.bias is None else tokens + self.bias.astype(x.dtype)[None]

@@ -169,7 +169,7 @@ def _check_constructor(name: str, constructor: object, variant_kwargs: dict[str,
 def create(
     name: str,
     *,
-    num_classes: int,
+    num_classes: int | None,
     key: PRNGKeyArray,
     variant: str | None = None,
     weights: str | None = None,
@@ -181,7 +181,8 @@ def create(
 
     Arguments:
         name: a family from `list_families()` or a name from `list_models()`.
-        num_classes: number of output logits.
+        num_classes: number of output logits; `None` for a model without a classifier
+            head (CLIP, which also ignores a number given by the runner).
         key: PRNG key for initialisation.
         variant: with a family `name`, one of `list_variants(name)`; may be omitted for a
             family of one variant. Omitted with a short name, which names its variant.

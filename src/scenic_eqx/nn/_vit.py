@@ -9,11 +9,13 @@ ViT
 ├── cls_token [1, hidden]            (classifier="token" only, else None)
 ├── pos_embedding                    .weight [num_tokens, hidden] (posemb="learn"; it covers
 │                                    the class token too, as in Google's ViT, timm and
-│                                    transformers), or a fixed SinCos2DPositionEmbedding
+│                                    transformers), a fixed SinCos1DPositionEmbedding or
+│                                    SinCos2DPositionEmbedding, or None (posemb="none")
 ├── encoder: Encoder
 │   ├── blocks[i]: EncoderBlock      (scan_layers=True: one block, arrays [num_layers, ...])
 │   │   ├── norm1: LayerNorm         .weight, .bias [hidden]
-│   │   ├── attention                .query/.key/.value/.out: Linear [hidden, hidden]
+│   │   ├── attention                .query/.key/.value: Linear [heads * head_dim, hidden],
+│   │   │                            .out: Linear [hidden, heads * head_dim]
 │   │   ├── norm2: LayerNorm
 │   │   └── mlp: MlpBlock            .dense1 [mlp_dim, hidden], .dense2 [hidden, mlp_dim]
 │   └── norm: LayerNorm              (Google's `encoder_norm`, timm's `norm`)
@@ -26,7 +28,8 @@ ViT
 Google's query kernel `[hidden, heads, head_dim]` maps to `query.weight` by
 `kernel.reshape(hidden, -1).T`; its out kernel `[heads, head_dim, hidden]` by
 `kernel.reshape(-1, hidden).T`. The class token is prepended, then the position
-embedding added to every token; with `posemb="sincos2d"` the class token gets none.
+embedding added to every token; with the fixed `posemb="sincos1d"` or `"sincos2d"`
+the class token gets none.
 """
 
 import itertools
@@ -36,11 +39,16 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._attention import attention_width
 from ._encoder import Encoder
 from ._input_checks import check_image
 from ._map_head import MAPHead
 from ._patch_embedding import PatchEmbedding, _pair
-from ._position_embedding import LearnedPositionEmbedding, SinCos2DPositionEmbedding
+from ._position_embedding import (
+    LearnedPositionEmbedding,
+    SinCos1DPositionEmbedding,
+    SinCos2DPositionEmbedding,
+)
 from ._remat import check_remat_policy
 
 _WIDTHS = {
@@ -67,7 +75,21 @@ VIT_VARIANTS: dict[str, dict[str, int]] = {
 """ViT variants by name, e.g. `"B/16"`: width from `_WIDTHS`, patch size after the slash."""
 
 _CLASSIFIERS = ("token", "gap", "map")
-_POSEMBS = ("learn", "sincos2d")
+_POSEMBS = ("learn", "sincos1d", "sincos2d", "none")
+PositionEmbedding = LearnedPositionEmbedding | SinCos1DPositionEmbedding | SinCos2DPositionEmbedding
+
+
+def _position_embedding(
+    posemb: str, grid: tuple[int, int], num_prefix: int, dim: int, *, key: PRNGKeyArray
+) -> PositionEmbedding | None:
+    """The position embedding `posemb` names, for `num_prefix` tokens and then a `grid` of patches."""
+    if posemb == "learn":
+        return LearnedPositionEmbedding(num_prefix + grid[0] * grid[1], dim, key=key)
+    if posemb == "sincos1d":
+        return SinCos1DPositionEmbedding(grid[0] * grid[1], dim, num_prefix_tokens=num_prefix)
+    if posemb == "sincos2d":
+        return SinCos2DPositionEmbedding(*grid, dim, num_prefix_tokens=num_prefix)
+    return None
 
 
 class ViT(eqx.Module):
@@ -76,15 +98,22 @@ class ViT(eqx.Module):
     Arguments:
         num_classes: number of output logits.
         patch_size: side of a patch, an int or `(height, width)`.
-        hidden_size: size of each token; divisible by `num_heads`.
+        hidden_size: size of each token; divisible by `num_heads` unless `head_dim` is
+            given.
         num_layers: number of encoder blocks.
         num_heads: attention heads per block.
         mlp_dim: hidden size of each block's MLP.
+        head_dim: size of each attention head; defaults to `hidden_size / num_heads`.
+            Given, the attention is `num_heads * head_dim` wide whatever `hidden_size`
+            (timm's `head_dim`, big_vision's `qkv_features`); see
+            `MultiHeadDotProductAttention`.
         image_size: input side, an int or `(height, width)`; divisible by `patch_size`.
         in_channels: channels of the input image.
         classifier: `"token"` (class token), `"gap"` (mean of the tokens) or `"map"`
             (multihead attention pooling).
-        posemb: `"learn"` (learned) or `"sincos2d"` (fixed 2-D sine-cosine).
+        posemb: `"learn"` (learned), `"sincos1d"` (fixed 1-D sine-cosine of each
+            patch's row-major index, Vaswani et al. 2017), `"sincos2d"` (fixed 2-D
+            sine-cosine of its row and column, Chen et al. 2021) or `"none"`.
         dropout_rate: dropout after the position embedding and inside the blocks.
         attention_dropout_rate: dropout on the attention weights.
         stochastic_depth: stochastic depth rate of the last block (0 in the first).
@@ -101,7 +130,7 @@ class ViT(eqx.Module):
 
     embedding: PatchEmbedding
     cls_token: Float[Array, "1 dim"] | None
-    pos_embedding: LearnedPositionEmbedding | SinCos2DPositionEmbedding
+    pos_embedding: PositionEmbedding | None
     dropout: eqx.nn.Dropout
     encoder: Encoder
     map_head: MAPHead | None
@@ -120,6 +149,7 @@ class ViT(eqx.Module):
         mlp_dim: int,
         image_size: int | tuple[int, int] = 224,
         *,
+        head_dim: int | None = None,
         in_channels: int = 3,
         classifier: str = "token",
         posemb: str = "learn",
@@ -138,10 +168,7 @@ class ViT(eqx.Module):
             raise ValueError(
                 f"`image_size` (={image_size}) must be divisible by `patch_size` (={patch_size})"
             )
-        if hidden_size % num_heads:
-            raise ValueError(
-                f"`hidden_size` (={hidden_size}) must be divisible by `num_heads` (={num_heads})"
-            )
+        attention_width(hidden_size, num_heads, head_dim, dim_name="hidden_size")
         if classifier not in _CLASSIFIERS:
             raise ValueError(f"Unknown `classifier` (={classifier!r}); choose from {_CLASSIFIERS}")
         if posemb not in _POSEMBS:
@@ -152,18 +179,14 @@ class ViT(eqx.Module):
         num_prefix = 1 if classifier == "token" else 0
         self.embedding = PatchEmbedding(in_channels, hidden_size, patch, key=keys[0])
         self.cls_token = jnp.zeros((1, hidden_size)) if classifier == "token" else None
-        if posemb == "learn":
-            self.pos_embedding = LearnedPositionEmbedding(
-                num_prefix + grid[0] * grid[1], hidden_size, key=keys[1]
-            )
-        else:
-            self.pos_embedding = SinCos2DPositionEmbedding(*grid, hidden_size, num_prefix_tokens=num_prefix)
+        self.pos_embedding = _position_embedding(posemb, grid, num_prefix, hidden_size, key=keys[1])
         self.dropout = eqx.nn.Dropout(dropout_rate)
         self.encoder = Encoder(
             num_layers,
             hidden_size,
             num_heads,
             mlp_dim,
+            head_dim=head_dim,
             dropout_rate=dropout_rate,
             attention_dropout_rate=attention_dropout_rate,
             stochastic_depth=stochastic_depth,
@@ -178,6 +201,7 @@ class ViT(eqx.Module):
                 hidden_size,
                 num_heads,
                 mlp_dim,
+                head_dim=head_dim,
                 gelu_approximate=gelu_approximate,
                 layer_norm_eps=layer_norm_eps,
                 key=keys[3],
@@ -210,7 +234,9 @@ class ViT(eqx.Module):
         h = out["stem"]
         if self.cls_token is not None:
             h = jnp.concatenate([self.cls_token.astype(h.dtype), h])
-        h = self.dropout(self.pos_embedding(h), key=k_dropout)
+        if self.pos_embedding is not None:
+            h = self.pos_embedding(h)
+        h = self.dropout(h, key=k_dropout)
         h = out["encoder_out"] = self.encoder(h, key=k_encoder)
         if self.classifier == "token":
             h = h[0]

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _weights_google as google, _weights_torch as torch_formats
+from ._clip import CLIP
+from ._clip_weights import CLIP_WEIGHTS, OPENAI_LAYER_NORM_EPS
 from ._layer_norm import LayerNorm
 from ._mixer import MlpMixer
 from ._mixer_weights import MIXER_WEIGHTS
@@ -44,8 +46,12 @@ def load_weights(
       stacked `scan=True` layouts, MAP heads) and MLP-Mixer.
     - `.safetensors` from timm (ViT, Mixer, ResNet; torchvision's ResNet names are
       timm's) or Hugging Face transformers (`ViTForImageClassification`/`ViTModel`,
-      `ResNetForImageClassification`/`ResNetModel`; a `config.json` beside the file
-      is read for the activation and LayerNorm epsilon, and checked for ResNet).
+      `ResNetForImageClassification`/`ResNetModel`, `CLIPModel`; a `config.json`
+      beside the file is read for the activation and LayerNorm epsilon, and checked
+      for ResNet and CLIP). `path` may be the directory `save_pretrained` wrote.
+    - CLIP from OpenAI or open_clip: a state dict as `.safetensors`, or as torch's
+      `.pt`/`.bin`/`.pth` (read with `torch.load(weights_only=True)`; needs PyTorch).
+      See `_clip_weights.py` for what is checked.
 
     The model is also made to compute as the checkpoint's source did: GELU is set to
     the tanh approximation for Google checkpoints and to the exact form for timm and
@@ -66,9 +72,9 @@ def load_weights(
     `eqx.nn.make_with_state`, which strips those initial values.
 
     Arguments:
-        model: a `ViT`, `MlpMixer` or `ResNet`, built with the checkpoint's
+        model: a `ViT`, `MlpMixer`, `ResNet` or `CLIP`, built with the checkpoint's
             architecture (`create("vit_b16", num_classes=..., key=...)`).
-        path: the checkpoint file.
+        path: the checkpoint file (or a directory holding `model.safetensors`).
         strict: if `True`, a parameter of the model missing from the file, or an
             array of the file with no place in the model, is an error; if `False`, a
             warning (missing parameters keep their initial values, extra arrays are
@@ -80,7 +86,8 @@ def load_weights(
         The model with the checkpoint's weights (and numerics).
 
     Loading executes nothing from the file: `.npz` files are read without unpickling
-    (an object array is refused) and `.safetensors` hold raw arrays only.
+    (an object array is refused), `.safetensors` hold raw arrays only, and torch files
+    go through torch's restricted (`weights_only`) unpickler.
 
     Raises:
         FileNotFoundError: `path` is not a file.
@@ -89,6 +96,8 @@ def load_weights(
             mismatch or non-finite weights; the message names the path and each one.
     """
     path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.safetensors")):
+        path = os.path.join(path, "model.safetensors")  # a transformers `save_pretrained` directory
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`path` must be an existing checkpoint file. Received: {path!r}.")
     converted, unmatched, origins, numerics, description, family = _convert(model, path)
@@ -101,8 +110,19 @@ def load_weights(
 
 # Each family's conversion lives beside it (`_vit_weights.py`, ...); a subclass of a
 # family's model loads as the family does.
-_FAMILIES: dict[type, FamilyWeights] = {ViT: VIT_WEIGHTS, MlpMixer: MIXER_WEIGHTS, ResNet: RESNET_WEIGHTS}
-_SOURCES = {"google": "Google .npz", "timm": "timm .safetensors", "transformers": "transformers .safetensors"}
+_FAMILIES: dict[type, FamilyWeights] = {
+    ViT: VIT_WEIGHTS,
+    MlpMixer: MIXER_WEIGHTS,
+    ResNet: RESNET_WEIGHTS,
+    CLIP: CLIP_WEIGHTS,
+}
+_SOURCES = {
+    "google": "Google .npz",
+    "timm": "timm .safetensors",
+    "transformers": "transformers .safetensors",
+    "openai": "CLIP state dict (OpenAI, open_clip)",
+}
+_TORCH_PICKLES = (".pt", ".pth", ".bin")
 
 
 def _family(model: eqx.Module) -> FamilyWeights | None:
@@ -119,15 +139,17 @@ def _supported() -> str:
 def _convert(model: eqx.Module, path: str):
     """Renames the file's arrays to module paths by the rules of the model's family."""
     extension = os.path.splitext(path)[1].lower()
-    if extension not in (".npz", ".safetensors"):
+    if extension not in (".npz", ".safetensors", *_TORCH_PICKLES):
         raise ValueError(
-            "`path` must be a Google `.npz` or a timm/transformers `.safetensors` checkpoint. "
-            f"Received: {path!r}."
+            "`path` must be a Google `.npz`, a timm/transformers/OpenAI `.safetensors` or a torch "
+            f"`.pt`/`.pth`/`.bin` checkpoint. Received: {path!r}."
         )
     family = _family(model)
     source = "google" if extension == ".npz" else None
     arrays: dict[str, np.ndarray] = {}
-    if source is None:
+    if extension in _TORCH_PICKLES:
+        arrays, source = torch_formats.read_torch_pickle(path)
+    elif source is None:
         arrays, source = torch_formats.read_safetensors(path)
     if family is None or source not in family.rules:
         kind = type(model).__name__
@@ -141,6 +163,8 @@ def _convert(model: eqx.Module, path: str):
         numerics = (google.GELU_APPROXIMATE, google.LAYER_NORM_EPS)
     elif source == "timm":
         numerics = (torch_formats.TIMM_GELU_APPROXIMATE, torch_formats.TIMM_LAYER_NORM_EPS)
+    elif source == "openai":  # PyTorch's LayerNorm; the activation is not recorded: the model's
+        numerics = (False, OPENAI_LAYER_NORM_EPS)
     else:
         config = torch_formats.transformers_config(path)
         numerics = family.transformers_config(config, path) if family.transformers_config else None
@@ -149,11 +173,19 @@ def _convert(model: eqx.Module, path: str):
     return converted, unmatched, origins, numerics, _SOURCES[source], family
 
 
-def _set_numerics(model: Any, gelu_approximate: bool, layer_norm_eps: float) -> Any:
-    """`model` with every `MlpBlock`'s GELU form and every `LayerNorm`'s eps set."""
+def _set_numerics(
+    model: Any, gelu_approximate: bool, layer_norm_eps: float, quick_gelu: bool | None = None
+) -> Any:
+    """`model` with every `MlpBlock`'s GELU form and every `LayerNorm`'s eps set.
+
+    `quick_gelu` (CLIP's activation) is set too when given, else each block keeps its own.
+    """
 
     def rebuild(node):
-        if isinstance(node, MlpBlock) and node.gelu_approximate != gelu_approximate:
+        if isinstance(node, MlpBlock) and (
+            node.gelu_approximate != gelu_approximate
+            or (quick_gelu is not None and node.quick_gelu != quick_gelu)
+        ):
             # Built abstractly (no random init), then given the old layers.
             mlp_dim, dim = node.dense1.weight.shape[-2:]
             fresh = eqx.filter_eval_shape(
@@ -162,6 +194,7 @@ def _set_numerics(model: Any, gelu_approximate: bool, layer_norm_eps: float) -> 
                 mlp_dim,
                 dropout_rate=node.dropout.p,
                 gelu_approximate=gelu_approximate,
+                quick_gelu=node.quick_gelu if quick_gelu is None else quick_gelu,
                 key=jax.random.key(0),
             )
             return eqx.tree_at(

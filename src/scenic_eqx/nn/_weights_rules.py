@@ -26,14 +26,16 @@ class FamilyWeights:
     Attributes:
         family: the family's name in messages (`"ViT"`).
         rules: renaming rules per checkpoint source: `"google"` (Flax `.npz`), `"timm"`
-            and `"transformers"` (`.safetensors`); a source absent here is refused.
+            and `"transformers"` (`.safetensors`), `"openai"` (OpenAI/open_clip CLIP
+            state dicts); a source absent here is refused.
         npz_root: a key every Google checkpoint of the family has, that locates the
             parameters inside a training checkpoint (`"embedding/kernel"`).
         sets_numerics: the family has GELUs and LayerNorms whose form follows the
             checkpoint's source (exact or tanh GELU, LayerNorm eps).
         transformers_config: checks a transformers `config.json` (as a dict) against
             the family's architecture, given the checkpoint path for messages, and
-            returns the numerics it sets, `(gelu_approximate, layer_norm_eps)`, or None.
+            returns the numerics it sets, `(gelu_approximate, layer_norm_eps)` (and
+            `quick_gelu` third, for CLIP), or None.
         fit: adapts the converted arrays to the model before they are assigned (stacks
             scanned blocks, resamples a position table): `fit(model, converted, path)`.
     """
@@ -42,7 +44,9 @@ class FamilyWeights:
     rules: dict[str, list[Rule]]
     npz_root: str | None = None
     sets_numerics: bool = True
-    transformers_config: Callable[[dict, str], tuple[bool, float] | None] | None = None
+    transformers_config: (
+        Callable[[dict, str], tuple[bool, float] | tuple[bool, float, bool] | None] | None
+    ) = None
     fit: Callable[[Any, Converted, str], Converted] | None = None
 
 

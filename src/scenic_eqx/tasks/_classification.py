@@ -1,10 +1,12 @@
-"""Single-label classification: softmax cross-entropy and top-k accuracy."""
+"""Single-label classification: softmax cross-entropy (or focal loss) and top-k accuracy."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, PyTree, Shaped
+from jaxtyping import Array, Bool, Float, PyTree, Shaped
 
+from ._focal_loss import check_focal_parameters, softmax_focal_loss
 from ._label_checks import check_classes, get_label
 from ._task import AbstractTask, Batch, Metrics
 
@@ -91,33 +93,83 @@ def check_smoothing(label_smoothing: object) -> None:
         raise ValueError(f"`label_smoothing` must be a number in [0, 1). Received: {label_smoothing!r}.")
 
 
+def as_number(value: object) -> object:
+    """A Python int or float as a float (so that a task field annotated `float` takes an
+    int from a config); anything else unchanged, for the field's check to report."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def as_ks(value: object) -> object:
+    """A list or tuple of ks as a tuple (hashable: the task stays a static leaf under
+    `jax.jit`, whatever sequence a config passed); anything else unchanged."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def check_ks(name: str, ks: object) -> None:
+    """Raises unless `ks` is a tuple of distinct integers >= 1."""
+    if (
+        not isinstance(ks, tuple)
+        or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks)
+        or len(set(ks)) != len(ks)
+    ):
+        raise ValueError(f"`{name}` must be a sequence of distinct integers >= 1. Received: {ks!r}.")
+
+
+def in_top_k(
+    logits: Float[Array, "batch num_classes"], hits: Bool[Array, "batch num_classes"], k: int
+) -> Float[Array, " batch"]:
+    """1.0 for the examples whose `k` highest logits include a class marked in `hits`."""
+    _, top = jax.lax.top_k(logits, k)
+    return jnp.any(jnp.take_along_axis(hits, top, axis=-1), axis=-1).astype(jnp.float32)
+
+
+LOSS_TYPES = ("softmax_cross_entropy", "softmax_focal")
+
+
 class ClassificationTask(AbstractTask):
-    """Single-label classification with softmax cross-entropy.
+    """Single-label classification with softmax cross-entropy (or the softmax focal loss).
 
     Outputs are logits `[batch, num_classes]`. `batch["label"]` holds either integer
-    class indices `[batch]` or one-hot/soft targets `[batch, num_classes]` (told apart
-    by rank). Loss and metrics are weighted by `batch["batch_mask"]` (all ones when
-    absent).
+    class indices `[batch]` or one-hot/soft/multi-hot targets `[batch, num_classes]`
+    (told apart by rank). Loss and metrics are weighted by `batch["batch_mask"]` (all
+    ones when absent).
 
-    Metrics: `accuracy` (top-1; the class of one-hot/soft targets is their argmax),
-    `top_5_accuracy` (only when `num_classes >= 5`) and `loss` (the per-example
-    training loss, label smoothing included).
+    Metrics: `accuracy` (top-1), `top_<k>_accuracy` for every `k` of `top_k` up to
+    `num_classes` (a larger `k` is skipped: every class is in its top k) and `loss`
+    (the per-example training loss, label smoothing included). With targets
+    `[batch, num_classes]` a prediction is right when it is a class of the largest
+    target value: the argmax of one-hot or soft targets, any positive of multi-hot ones
+    (several labels counted right, as ImageNet ReaL's).
 
     Arguments:
         label_smoothing: mass moved from the targets onto the uniform distribution,
             in `[0, 1)`; 0 turns smoothing off. Szegedy et al., "Rethinking the
             Inception Architecture for Computer Vision", CVPR 2016.
+        top_k: the `k`s of the `top_<k>_accuracy` metrics, distinct integers >= 1.
+        loss_type: `"softmax_cross_entropy"`, or `"softmax_focal"` for the focal loss
+            (`tasks.softmax_focal_loss`; Lin et al., ICCV 2017).
+        focal_gamma: the focal loss's focusing exponent, >= 0 (used by
+            `"softmax_focal"` only).
     """
 
     label_smoothing: float = 0.0
+    top_k: tuple[int, ...] = eqx.field(default=(5,), converter=as_ks, static=True)
+    loss_type: str = eqx.field(default="softmax_cross_entropy", static=True)
+    focal_gamma: float = eqx.field(default=2.0, converter=as_number, static=True)
 
     def __check_init__(self):
         check_smoothing(self.label_smoothing)
+        check_ks("top_k", self.top_k)
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(
+                f"`loss_type` must be one of {', '.join(map(repr, LOSS_TYPES))}. Received: {self.loss_type!r}."
+            )
+        check_focal_parameters(None, self.focal_gamma, prefix="focal_")
 
     def per_example_loss(
         self, outputs: Float[Array, "batch num_classes"], batch: Batch
     ) -> Float[Array, " batch"]:
-        """Softmax cross-entropy of each example against its (smoothed) targets.
+        """Softmax cross-entropy (or focal loss) of each example against its (smoothed) targets.
 
         Arguments:
             outputs: logits `[batch, num_classes]`.
@@ -131,10 +183,12 @@ class ClassificationTask(AbstractTask):
         # alpha = 0 leaves the targets unchanged: no Python branch on a field that
         # may be traced when the task is passed through `jax.jit`.
         targets = optax.smooth_labels(targets, self.label_smoothing)
+        if self.loss_type == "softmax_focal":
+            return softmax_focal_loss(logits, targets, gamma=self.focal_gamma)
         return optax.losses.softmax_cross_entropy(logits, targets)
 
     def loss(self, outputs: Float[Array, "batch num_classes"], batch: Batch) -> Float[Array, ""]:
-        """The `batch_mask`-weighted mean softmax cross-entropy.
+        """The `batch_mask`-weighted mean of `per_example_loss`.
 
         Arguments:
             outputs: logits `[batch, num_classes]`.
@@ -148,7 +202,7 @@ class ClassificationTask(AbstractTask):
         return check_class_indices(loss, outputs, batch)
 
     def metrics(self, outputs: Float[Array, "batch num_classes"], batch: Batch) -> Metrics:
-        """`accuracy`, `top_5_accuracy` (if `num_classes >= 5`) and `loss`.
+        """`accuracy`, `top_<k>_accuracy` (each `k` of `top_k` up to `num_classes`) and `loss`.
 
         Arguments:
             outputs: logits `[batch, num_classes]`.
@@ -161,13 +215,21 @@ class ClassificationTask(AbstractTask):
         batch_size, num_classes = outputs.shape
         mask = batch_mask(batch, batch_size)
         label = jnp.asarray(get_label(batch, "ClassificationTask"))
-        targets = _targets(outputs, label)
-        classes = label if label.ndim == 1 else jnp.argmax(targets, axis=-1)
-        correct = jnp.argmax(outputs, axis=-1) == classes
-        metrics = {"accuracy": masked_sum(correct.astype(jnp.float32), mask)}
-        if num_classes >= 5:
-            _, top5 = jax.lax.top_k(outputs, 5)
-            in_top5 = jnp.any(top5 == classes[:, None], axis=-1)
-            metrics["top_5_accuracy"] = masked_sum(in_top5.astype(jnp.float32), mask)
+        hits = _right_classes(outputs, label)
+        metrics = {"accuracy": masked_sum(in_top_k(outputs, hits, 1), mask)}
+        for k in sorted(self.top_k):
+            if k <= num_classes:
+                metrics[f"top_{k}_accuracy"] = masked_sum(in_top_k(outputs, hits, k), mask)
         metrics["loss"] = masked_sum(self.per_example_loss(outputs, batch), mask)
         return check_class_indices(metrics, outputs, batch)
+
+
+def _right_classes(
+    logits: Float[Array, "batch num_classes"],
+    label: Shaped[Array, "..."],
+) -> Bool[Array, "batch num_classes"]:
+    """The classes a prediction may name to be right: the label, or those of the largest target."""
+    targets = _targets(logits, label)
+    if label.ndim == 1:
+        return targets > 0
+    return targets == jnp.max(targets, axis=-1, keepdims=True)

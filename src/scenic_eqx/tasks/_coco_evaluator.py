@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .._extras import require
+from ._detection_scoring import COCO_MAX_DETECTIONS
 from ._evaluator import Evaluator
 
 # COCOeval.stats indices of the box metrics reported (the rest are recalls).
@@ -27,9 +28,9 @@ class CocoEvaluator(Evaluator):
 
     `update` takes batches of scored boxes and targets (`DetectionTask.evaluator_inputs`):
 
-        boxes          [batch, queries, 4]   predicted (x0, y0, x1, y1) in [0, 1]
-        scores         [batch, queries]
-        labels         [batch, queries]      predicted class index
+        boxes          [batch, detections, 4] predicted (x0, y0, x1, y1) in [0, 1]
+        scores         [batch, detections]
+        labels         [batch, detections]   predicted class index
         target_boxes   [batch, max_boxes, 4] (x0, y0, x1, y1) in [0, 1]
         target_labels  [batch, max_boxes]
         target_mask    [batch, max_boxes]    1 for a real box
@@ -37,8 +38,12 @@ class CocoEvaluator(Evaluator):
         image_size     [batch, 2]            height and width the boxes are scaled to
 
     Every real example becomes one COCO image; boxes are scaled to its pixel size (so
-    COCO's small/medium/large areas apply in pixels) and every query is a detection
-    (COCO keeps the `max_detections` best per image). A class is any integer label.
+    COCO's small/medium/large areas apply in pixels). Its `max_detections` best-scored
+    detections are kept, as COCO's rules for results ask (pycocotools itself caps
+    each image and class separately). The detections are one per query with the
+    top-class scoring of DETR, or the best (query, class) pairs with Scenic's
+    every-class scoring (`scored_boxes(..., scoring=...)`, `DetectionTask(coco_scoring=...)`);
+    the evaluator is the same for both. A class is any integer label.
     `result` builds the ground truth and the detections in memory and runs pycocotools'
     `evaluate`, `accumulate` and `summarize`; a metric that pycocotools cannot compute
     (no ground-truth box of that size) is NaN.
@@ -47,7 +52,7 @@ class CocoEvaluator(Evaluator):
         max_detections: detections kept per image (COCO's 100).
     """
 
-    def __init__(self, max_detections: int = 100):
+    def __init__(self, max_detections: int = COCO_MAX_DETECTIONS):
         if isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 1:
             raise ValueError(f"`max_detections` (={max_detections!r}) must be a positive integer")
         # Checked here, not after a whole evaluation pass in `result`.
@@ -89,14 +94,15 @@ class CocoEvaluator(Evaluator):
                     ]
                 )
             )
-            detections = _xywh(arrays["boxes"][i] * scale)
+            best = np.argsort(-arrays["scores"][i], kind="stable")[: self.max_detections]
+            detections = _xywh(arrays["boxes"][i][best] * scale)
             self._detections.append(
                 np.column_stack(
                     [
                         np.full(len(detections), image_id),
                         detections,
-                        arrays["scores"][i],
-                        arrays["labels"][i],
+                        arrays["scores"][i][best],
+                        arrays["labels"][i][best],
                     ]
                 )
             )
@@ -138,7 +144,11 @@ class CocoEvaluator(Evaluator):
             evaluation.evaluate()
             evaluation.accumulate()
             evaluation.summarize()
+        stats = np.array(evaluation.stats)
+        # `summarize` takes AP (and only AP) at 100 detections whatever `maxDets`: NaN for
+        # any other `max_detections`. Its mean over IoUs, recalls and classes, at ours:
+        precision = evaluation.eval["precision"][:, :, :, 0, -1]  # area "all", maxDets[-1]
+        stats[_STATS["AP"]] = np.mean(precision[precision > -1]) if np.any(precision > -1) else -1
         return {
-            name: float(evaluation.stats[index]) if evaluation.stats[index] >= 0 else math.nan
-            for name, index in _STATS.items()
+            name: float(stats[index]) if stats[index] >= 0 else math.nan for name, index in _STATS.items()
         }

@@ -18,8 +18,11 @@ import optax
 from jaxtyping import Array, Float, Int, PyTree
 
 from ._box_ops import box_cxcywh_to_xyxy, generalized_box_iou
-from ._classification import batch_mask
+from ._classification import as_number, batch_mask
 from ._coco_evaluator import CocoEvaluator
+from ._detection_scoring import COCO_MAX_DETECTIONS, SCORINGS, check_scoring, select_detections
+from ._focal_loss import check_focal_parameters, sigmoid_focal_loss
+from ._l1_loss import box_l1_loss
 from ._label_checks import check_classes, get_label
 from ._matchers import greedy_matcher, hungarian_jax_matcher, hungarian_matcher, sinkhorn_matcher
 from ._task import AbstractTask, Batch, Metrics
@@ -31,30 +34,48 @@ MATCHERS = {
     "sinkhorn": sinkhorn_matcher,
 }
 
+CLASSIFICATION_LOSSES = ("softmax", "focal")
+
 _TINY = float(jnp.finfo(jnp.float32).tiny)
 
 
 def scored_boxes(
     logits: Float[Array, "*batch queries classes_plus_one"],
     boxes: Float[Array, "*batch queries 4"],
+    *,
+    activation: str = "softmax",
+    scoring: str = "top_class",
+    max_detections: int = COCO_MAX_DETECTIONS,
 ) -> dict[str, Array]:
-    """DETR's post-processing: one scored, labelled box per query.
+    """DETR's post-processing: scored, labelled boxes from each query's class logits.
 
     Arguments:
         logits: class logits whose last entry is "no object".
         boxes: `(cx, cy, w, h)` boxes, normalised to the image.
+        activation: `"softmax"` (DETR: over all classes, "no object" included) or
+            `"sigmoid"` (Deformable DETR's focal loss: each object class on its own,
+            the "no object" logit unused).
+        scoring: `"top_class"` (DETR: one box per query, its most probable object
+            class) or `"every_class"` (Scenic's Deformable DETR: one box per query and
+            class, the `max_detections` most probable kept); see `_detection_scoring`.
+        max_detections: the boxes kept per image with `"every_class"`.
 
     Returns:
-        `{"boxes": [..., queries, 4] (x0, y0, x1, y1), "scores": [..., queries],
-        "labels": int32 [..., queries]}`: the most probable object class of each query
-        and its softmax probability (over all classes, "no object" included).
+        `{"boxes": [..., detections, 4] (x0, y0, x1, y1), "scores": [..., detections],
+        "labels": int32 [..., detections]}`: one box per query (`"top_class"`), or the
+        `min(max_detections, queries * classes)` best, best first (`"every_class"`),
+        each with its class and that class's probability.
     """
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., :-1]
-    return {
-        "boxes": box_cxcywh_to_xyxy(boxes.astype(jnp.float32)),
-        "scores": jnp.max(probs, axis=-1),
-        "labels": jnp.argmax(probs, axis=-1).astype(jnp.int32),
-    }
+    check_scoring(scoring, max_detections)
+    if activation not in ("softmax", "sigmoid"):
+        raise ValueError(f"`activation` must be 'softmax' or 'sigmoid'. Received: {activation!r}.")
+    logits = logits.astype(jnp.float32)
+    if activation == "sigmoid":
+        probs = jax.nn.sigmoid(logits[..., :-1])
+    else:
+        probs = jax.nn.softmax(logits, axis=-1)[..., :-1]
+    boxes = box_cxcywh_to_xyxy(boxes.astype(jnp.float32))
+    return select_detections(probs, boxes, scoring=scoring, max_detections=max_detections)
 
 
 def _gather(values: Array, index: Int[Array, "batch k"]) -> Array:
@@ -84,10 +105,20 @@ class DetectionTask(AbstractTask):
     Padding examples (`batch_mask` 0) count nowhere. The loss sums the final and the
     auxiliary sets.
 
+    With `classification_loss="focal"` (Deformable DETR; Zhu et al., ICLR 2021,
+    https://arxiv.org/abs/2010.04159) the class term is the sigmoid focal loss
+    (`tasks.sigmoid_focal_loss`) of the `num_classes` object logits of every query
+    against its one-hot target (all zeros for "no object"; the last logit is unused),
+    summed and divided by the number of real boxes, like L1 and GIoU; the matching cost
+    of a class is `FL(p, 1) - FL(p, 0)` of its logit, and scores are sigmoid
+    probabilities. Deformable DETR weighs it with `class_loss_coef=2`. `eos_coef` is
+    then unused.
+
     Metrics, all of the final predictions: `loss_class`, `loss_bbox`, `loss_giou` (the
     terms above as exact ratios over the whole evaluation), `class_error` (percentage
     of matched boxes given the wrong class) and `loss`, their weighted sum. Evaluation
-    also reports COCO AP through `make_evaluator` (pycocotools).
+    also reports COCO AP through `make_evaluator` (pycocotools), scoring the final
+    predictions as `coco_scoring` says (`scored_boxes`).
 
     Arguments:
         eos_coef: weight of the "no object" class in the cross-entropy (0.1).
@@ -96,6 +127,12 @@ class DetectionTask(AbstractTask):
         matcher: `"hungarian"` (scipy, on the host), `"hungarian_jax"` (on the device),
             `"greedy"` or `"sinkhorn"`.
         aux_loss: add the losses of the auxiliary predictions.
+        classification_loss: `"softmax"` (DETR's cross-entropy) or `"focal"`.
+        focal_alpha, focal_gamma: the focal loss's weight of positives (in [0, 1], or
+            None for none) and focusing exponent (>= 0); 0.25 and 2 in Deformable DETR.
+        coco_scoring: how COCO AP scores the predictions: `"top_class"` (DETR: each
+            query's most probable class) or `"every_class"` (Scenic's Deformable DETR:
+            every class of every query, the 100 most probable of each image kept).
     """
 
     eos_coef: float = eqx.field(default=0.1, static=True)
@@ -104,8 +141,22 @@ class DetectionTask(AbstractTask):
     giou_loss_coef: float = eqx.field(default=2.0, static=True)
     matcher: str = eqx.field(default="hungarian_jax", static=True)
     aux_loss: bool = eqx.field(default=True, static=True)
+    classification_loss: str = eqx.field(default="softmax", static=True)
+    focal_alpha: float | None = eqx.field(default=0.25, converter=as_number, static=True)
+    focal_gamma: float = eqx.field(default=2.0, converter=as_number, static=True)
+    coco_scoring: str = eqx.field(default="top_class", static=True)
 
     def __check_init__(self):
+        if self.classification_loss not in CLASSIFICATION_LOSSES:
+            raise ValueError(
+                "`classification_loss` must be one of "
+                f"{', '.join(map(repr, CLASSIFICATION_LOSSES))}. Received: {self.classification_loss!r}."
+            )
+        check_focal_parameters(self.focal_alpha, self.focal_gamma, prefix="focal_")
+        if self.coco_scoring not in SCORINGS:
+            raise ValueError(
+                f"`coco_scoring` must be one of {', '.join(map(repr, SCORINGS))}. Received: {self.coco_scoring!r}."
+            )
         if self.matcher not in MATCHERS:
             raise ValueError(
                 f"`matcher` must be one of {', '.join(map(repr, MATCHERS))}. Received: {self.matcher!r}."
@@ -169,11 +220,18 @@ class DetectionTask(AbstractTask):
         boxes = boxes.astype(jnp.float32)
         # Pairwise [batch, queries, max_boxes] terms, computed once for the matching
         # (which stops their gradient) and gathered at the matched pairs for the loss.
-        probs = jax.nn.softmax(logits, axis=-1)
-        target_probs = jax.vmap(lambda p, t: p[:, t])(probs, target_labels)
-        l1 = jnp.sum(jnp.abs(boxes[:, :, None, :] - target_boxes[:, None, :, :]), axis=-1)
+        at_targets = jax.vmap(lambda values, t: values[:, t])
+        if self.classification_loss == "focal":
+            # Deformable DETR's class cost: the focal loss of a positive minus that of a negative.
+            object_logits = logits[..., :-1]
+            positive = self._focal(object_logits, jnp.ones_like(object_logits))
+            negative = self._focal(object_logits, jnp.zeros_like(object_logits))
+            class_cost = at_targets(positive - negative, target_labels)
+        else:
+            class_cost = -at_targets(jax.nn.softmax(logits, axis=-1), target_labels)
+        l1 = box_l1_loss(boxes[:, :, None, :], target_boxes[:, None, :, :])
         giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target_boxes))
-        cost = self.bbox_loss_coef * l1 - self.class_loss_coef * target_probs - self.giou_loss_coef * giou
+        cost = self.bbox_loss_coef * l1 + self.class_loss_coef * class_cost - self.giou_loss_coef * giou
         pairs = MATCHERS[self.matcher](cost, valid)
         query, target = pairs[:, 0], pairs[:, 1]
         matched = _gather(valid, target)  # [batch, k]: 1 for a pair with a real box
@@ -184,16 +242,26 @@ class DetectionTask(AbstractTask):
         classes = jax.vmap(lambda q, c: jnp.full(logits.shape[1], num_classes).at[q].set(c))(
             query, matched_labels
         )
-        weights = jnp.where(classes == num_classes, self.eos_coef, 1.0) * example_mask[:, None]
-        cross_entropy = optax.losses.softmax_cross_entropy_with_integer_labels(logits, classes)
-        wrong = (jnp.argmax(logits[..., :-1], axis=-1) != classes).astype(jnp.float32)
         num_boxes = jnp.sum(valid)
+        if self.classification_loss == "focal":
+            # "No object" (class num_classes) is all zeros: no object logit is positive.
+            one_hot = jax.nn.one_hot(classes, num_classes, dtype=jnp.float32)
+            focal = jnp.sum(self._focal(logits[..., :-1], one_hot), axis=-1)
+            loss_class = (jnp.sum(focal * example_mask[:, None]), num_boxes)
+        else:
+            weights = jnp.where(classes == num_classes, self.eos_coef, 1.0) * example_mask[:, None]
+            cross_entropy = optax.losses.softmax_cross_entropy_with_integer_labels(logits, classes)
+            loss_class = (jnp.sum(weights * cross_entropy), jnp.sum(weights))
+        wrong = (jnp.argmax(logits[..., :-1], axis=-1) != classes).astype(jnp.float32)
         return {
-            "loss_class": (jnp.sum(weights * cross_entropy), jnp.sum(weights)),
+            "loss_class": loss_class,
             "loss_bbox": (jnp.sum(pair(l1, query, target) * matched), num_boxes),
             "loss_giou": (jnp.sum((1 - pair(giou, query, target)) * matched), num_boxes),
             "class_error": (100 * jnp.sum(_gather(wrong, query) * matched), jnp.sum(matched)),
         }
+
+    def _focal(self, object_logits: Array, targets: Array) -> Array:
+        return sigmoid_focal_loss(object_logits, targets, alpha=self.focal_alpha, gamma=self.focal_gamma)
 
     def _prediction_sets(self, outputs: PyTree) -> list[tuple[Array, Array]]:
         """`(logits, boxes)` of the final predictions, then of each auxiliary set."""
@@ -225,9 +293,11 @@ class DetectionTask(AbstractTask):
         total = jnp.zeros((), jnp.float32)
         for logits, boxes in self._prediction_sets(outputs):
             terms = self._terms(logits, boxes, target_boxes, target_labels, valid, example_mask)
-            # DETR clamps the number of boxes at 1: a batch without boxes has box losses 0.
+            # DETR clamps the number of boxes at 1: a batch without boxes has box losses 0
+            # (and focal class loss the sum over its queries).
+            class_floor = 1.0 if self.classification_loss == "focal" else _TINY
             ratios = {
-                "loss_class": terms["loss_class"][0] / jnp.maximum(terms["loss_class"][1], _TINY),
+                "loss_class": terms["loss_class"][0] / jnp.maximum(terms["loss_class"][1], class_floor),
                 "loss_bbox": terms["loss_bbox"][0] / jnp.maximum(terms["loss_bbox"][1], 1.0),
                 "loss_giou": terms["loss_giou"][0] / jnp.maximum(terms["loss_giou"][1], 1.0),
             }
@@ -263,7 +333,10 @@ class DetectionTask(AbstractTask):
         without any box stays NaN: no box was classified.)
         """
         totals = dict(totals)
-        for name in ("loss_bbox", "loss_giou"):
+        clamped = ("loss_bbox", "loss_giou") + (
+            ("loss_class",) if self.classification_loss == "focal" else ()
+        )
+        for name in clamped:
             if name in totals:
                 value, norm = totals[name]
                 totals[name] = (value, np.maximum(np.asarray(norm), 1.0))
@@ -272,6 +345,10 @@ class DetectionTask(AbstractTask):
         if {"loss_class", "loss_bbox", "loss_giou"} <= set(results):
             results["loss"] = float(self._weighted_sum(results))
         return results
+
+    @property
+    def _activation(self) -> str:
+        return "sigmoid" if self.classification_loss == "focal" else "softmax"
 
     def make_evaluator(self) -> CocoEvaluator:
         """A fresh COCO AP evaluator (pycocotools) for one evaluation."""
@@ -290,7 +367,12 @@ class DetectionTask(AbstractTask):
         batch_size = valid.shape[0]
         height, width = jnp.shape(batch["inputs"])[1:3]
         return {
-            **scored_boxes(outputs["pred_logits"], outputs["pred_boxes"]),
+            **scored_boxes(
+                outputs["pred_logits"],
+                outputs["pred_boxes"],
+                activation=self._activation,
+                scoring=self.coco_scoring,
+            ),
             "target_boxes": box_cxcywh_to_xyxy(target_boxes),
             "target_labels": target_labels,
             "target_mask": valid,

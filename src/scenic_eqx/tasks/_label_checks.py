@@ -126,24 +126,46 @@ def check_unit_interval(
     )
 
 
-def _message(expected: str, count, *extremes) -> str:
-    """`expected`, then the number of bad labels, their range and that of all labels."""
+def check_non_negative(
+    results: PyTree,
+    values: Shaped[Array, "..."],
+    counted: Bool[Array, "..."],
+    *,
+    what: str,
+) -> PyTree:
+    """`results`, once every counted value is checked to be finite and >= 0.
+
+    Arguments and Returns as `check_classes`, for weights (the message names them so).
+    """
+    return _check(
+        results,
+        values,
+        counted,
+        lambda x: ~((x >= 0) & (x < np.inf)),
+        f"{what} must hold finite non-negative weights.",
+        noun="weights",
+    )
+
+
+def _message(expected: str, count, *extremes, noun: str = "labels") -> str:
+    """`expected`, then the number of bad values, their range and that of all counted ones."""
     extremes = [x.item() if hasattr(x, "item") else x for x in extremes]
     low, high, real_low, real_high = (f"{x:g}" if isinstance(x, float) else str(x) for x in extremes)
     return (
         f"{expected} Received: {int(count)} value(s) outside it, from {low} to {high}; the "
-        f"counted labels span [{real_low}, {real_high}]."
+        f"counted {noun} span [{real_low}, {real_high}]."
     )
 
 
-def _check(results, values, counted, is_bad, expected: str):
+def _check(results, values, counted, is_bad, expected: str, noun: str = "labels"):
     """Raises `_message(expected, ...)` if `is_bad` of a counted value; else `results`."""
     if not isinstance(values, jax.core.Tracer) and not isinstance(counted, jax.core.Tracer):
         values, counted = np.asarray(values), np.asarray(counted, bool)
         bad = counted & is_bad(values)
         if bad.any():
             stats = (bad.sum(), values[bad].min(), values[bad].max())
-            raise LabelRangeError(_message(expected, *stats, values[counted].min(), values[counted].max()))
+            extremes = (values[counted].min(), values[counted].max())
+            raise LabelRangeError(_message(expected, *stats, *extremes, noun=noun))
         return results
 
     values = jnp.asarray(values)
@@ -162,7 +184,7 @@ def _check(results, values, counted, is_bad, expected: str):
     stats = (count, low(bad), high(bad), low(counted), high(counted))
 
     def raise_error(count, *extremes):
-        raise LabelRangeError(_message(expected, count, *extremes))
+        raise LabelRangeError(_message(expected, count, *extremes, noun=noun))
 
     def fail():
         # Run on every device (`partitioned`), each raising: a callback that raised on

@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 from ._classification import ClassificationTask
+from ._contrastive import ContrastiveTask
 from ._detection import DetectionTask
 from ._encoder_decoder import EncoderDecoderTask
 from ._multilabel import MultiLabelClassificationTask
@@ -15,6 +16,7 @@ from ._task import AbstractTask
 
 _TASKS: dict[str, type[AbstractTask]] = {
     "classification": ClassificationTask,
+    "contrastive": ContrastiveTask,
     "detection": DetectionTask,
     "encoder_decoder": EncoderDecoderTask,
     "multilabel_classification": MultiLabelClassificationTask,

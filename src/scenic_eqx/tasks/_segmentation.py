@@ -3,12 +3,14 @@
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Shaped
 
-from ._classification import masked_mean, masked_sum
+from ._classification import as_number, masked_mean, masked_sum
+from ._dice_loss import dice_loss
 from ._label_checks import check_classes, get_label
 from ._task import AbstractTask, Batch, Metrics
 
@@ -71,7 +73,12 @@ class SegmentationTask(AbstractTask):
 
     The loss is the weighted mean of the pixels' cross-entropies, each pixel also
     weighted by `class_weights[label]` when given (normalised by the sum of the
-    weights, as PyTorch's `CrossEntropyLoss(weight=..., ignore_index=...)`).
+    weights, as PyTorch's `CrossEntropyLoss(weight=..., ignore_index=...)`), plus,
+    with `dice_loss_coef > 0`, that coefficient times the soft Dice loss
+    (`tasks.dice_loss`; Milletari et al., 3DV 2016): for every image, the mean over
+    classes of one minus the Dice overlap of the class's softmax probabilities and its
+    label mask over the counted pixels (each weighing its pixel weight), averaged over
+    the images with any counted pixel.
 
     Metrics: `pixel_accuracy`, `loss` and `confusion_matrix`, whose value is the
     `[num_classes, num_classes]` matrix of weighted pixel counts (rows the true class,
@@ -90,7 +97,11 @@ class SegmentationTask(AbstractTask):
         ignore_label: the label of pixels that count nowhere (Pascal VOC and
             Cityscapes use 255). Any other label must be in `[0, num_classes)`.
         class_weights: optional per-class loss weights, one non-negative float per
-            class; they weigh the loss only, not the metrics other than `loss`.
+            class; they weigh the cross-entropy only, not the metrics other than `loss`.
+        dice_loss_coef: weight of the Dice term in the loss, >= 0 (0, the default,
+            leaves it out). With a Dice term the metrics hold `cross_entropy` and
+            `dice_loss` in place of `loss`, and `summarize` adds `loss`, the
+            coefficient-weighted sum of their ratios.
     """
 
     # Static: configuration, not data, so that a jitted task never traces them.
@@ -98,6 +109,7 @@ class SegmentationTask(AbstractTask):
     class_weights: tuple[float, ...] | None = eqx.field(
         default=None, converter=_as_class_weights, static=True
     )
+    dice_loss_coef: float = eqx.field(default=0.0, converter=as_number, static=True)
 
     def __check_init__(self):
         if isinstance(self.ignore_label, bool) or not isinstance(self.ignore_label, int):
@@ -111,6 +123,9 @@ class SegmentationTask(AbstractTask):
             raise ValueError(
                 f"`class_weights` must be finite non-negative floats, not all zero. Received: {weights}."
             )
+        coef = self.dice_loss_coef
+        if not isinstance(coef, float) or not math.isfinite(coef) or coef < 0:
+            raise ValueError(f"`dice_loss_coef` must be a finite number >= 0. Received: {coef!r}.")
 
     def _pixels(
         self, outputs: Float[Array, "batch height width num_classes"], batch: Batch
@@ -158,8 +173,19 @@ class SegmentationTask(AbstractTask):
             weights = weights * jnp.asarray(self.class_weights, jnp.float32)[label]
         return cross_entropy.reshape(-1), weights.reshape(-1)
 
+    def _dice_terms(self, outputs, label, weights):
+        """Every image's Dice loss (mean over classes) and whether it has a counted pixel."""
+        batch_size, num_classes = outputs.shape[0], outputs.shape[-1]
+        by_class = lambda x: jnp.moveaxis(x.reshape(batch_size, -1, num_classes), -1, 1)  # noqa: E731
+        probabilities = by_class(jax.nn.softmax(outputs.astype(jnp.float32), axis=-1))
+        targets = by_class(jax.nn.one_hot(label, num_classes, dtype=jnp.float32))
+        pixel_weights = jnp.broadcast_to(weights.reshape(batch_size, 1, -1), probabilities.shape)
+        per_image = dice_loss(probabilities, targets, weights=pixel_weights).mean(-1)
+        has_pixels = (weights.reshape(batch_size, -1).sum(-1) > 0).astype(jnp.float32)
+        return per_image, has_pixels
+
     def loss(self, outputs: Float[Array, "batch height width num_classes"], batch: Batch) -> Float[Array, ""]:
-        """The weighted mean per-pixel softmax cross-entropy.
+        """The weighted mean per-pixel softmax cross-entropy (plus the Dice term, if any).
 
         Arguments:
             outputs: logits `[batch, height, width, num_classes]`.
@@ -171,6 +197,8 @@ class SegmentationTask(AbstractTask):
         """
         label, weights, counted = self._pixels(outputs, batch)
         loss = masked_mean(*self._loss_terms(outputs, label, weights))
+        if self.dice_loss_coef > 0:
+            loss = loss + self.dice_loss_coef * masked_mean(*self._dice_terms(outputs, label, weights))
         return self._check_labels(loss, batch["label"], counted, outputs.shape[-1])
 
     def metrics(self, outputs: Float[Array, "batch height width num_classes"], batch: Batch) -> Metrics:
@@ -183,7 +211,9 @@ class SegmentationTask(AbstractTask):
         Returns:
             `{name: (value_sum, normalizer)}`, float32: scalars for `pixel_accuracy`
             (correct pixels, valid pixels) and `loss` (weighted cross-entropy sum, sum
-            of the weights); `confusion_matrix` is `([num_classes, num_classes], 1)`.
+            of the weights; with a Dice term, `cross_entropy` and `dice_loss`, the sum
+            of the images' Dice losses over the number of images with counted pixels);
+            `confusion_matrix` is `([num_classes, num_classes], 1)`.
         """
         num_classes = outputs.shape[-1]
         label, weights, counted = self._pixels(outputs, batch)
@@ -193,9 +223,17 @@ class SegmentationTask(AbstractTask):
         # cost O(pixels x num_classes^2).
         cell = (label * num_classes + prediction).reshape(-1)
         confusion = jnp.bincount(cell, weights.reshape(-1), length=num_classes**2)
+        cross_entropy = masked_sum(*self._loss_terms(outputs, label, weights))
+        if self.dice_loss_coef > 0:
+            losses = {
+                "cross_entropy": cross_entropy,
+                "dice_loss": masked_sum(*self._dice_terms(outputs, label, weights)),
+            }
+        else:
+            losses = {"loss": cross_entropy}
         metrics = {
             "pixel_accuracy": masked_sum(correct.reshape(-1), weights.reshape(-1)),
-            "loss": masked_sum(*self._loss_terms(outputs, label, weights)),
+            **losses,
             "confusion_matrix": (
                 confusion.reshape(num_classes, num_classes).astype(jnp.float32),
                 jnp.ones((), jnp.float32),
@@ -210,13 +248,16 @@ class SegmentationTask(AbstractTask):
             totals: the `metrics` pairs summed over a run or an evaluation set.
 
         Returns:
-            Python floats: `pixel_accuracy`, `loss`, `mean_iou` (NaN if no pixel
+            Python floats: `pixel_accuracy`, `loss` (with a Dice term also
+            `cross_entropy` and `dice_loss`), `mean_iou` (NaN if no pixel
             counted) and `iou/0`, `iou/1`, ... (NaN for a class absent from both the
             labels and the predictions).
         """
         totals = dict(totals)
         confusion = totals.pop("confusion_matrix", None)
         results = super().summarize(totals)
+        if {"cross_entropy", "dice_loss"} <= set(results):
+            results["loss"] = results["cross_entropy"] + self.dice_loss_coef * results["dice_loss"]
         if confusion is not None:
             iou = per_class_iou(confusion[0])
             present = ~np.isnan(iou)
