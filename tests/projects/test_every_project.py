@@ -2,24 +2,26 @@
 
 Each `projects/*/configs/*.py` is a smoke config when it is named `smoke.py` (called as
 `get_config()`) or when its `get_config` takes an argument (called as
-`get_config("smoke")`). Each is loaded as `scenic-eqx train` loads it (what its file
-registers is registered), shortened to one training step (its learning-rate warmup, if
-any, to none), and run through its trainer
-(`config.trainer`, or `run.train`): the step, a checkpoint and the test evaluation must
-give finite metrics. A dataset of the TFDS catalogue (ImageNet, COCO, ...) is served by
+`get_config("smoke")`). Each runs through the `scenic-eqx train` command: the command a
+README or config docstring gives for it, verbatim but for its workdir, else a plain
+`scenic-eqx train --config SPEC`, shortened to one training step (its learning-rate
+warmup, if any, to none) by `--config.` overrides. The step, a checkpoint and the test
+evaluation must give finite metrics. A dataset of the TFDS catalogue (ImageNet, COCO, ...) is served by
 `tfds.testing.mock_data`: nothing is downloaded or prepared.
 """
 
 import contextlib
 import glob
 import inspect
+import json
 import math
 import os
 
 import pytest
 import tensorflow_datasets as tfds
+from readme_commands import config_spec, readme_commands
 
-from scenic_eqx import _imports, run
+from scenic_eqx import _imports, cli, run
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ONE_STEP = dict(num_train_steps=1, log_every=1, eval_every=1, checkpoint_every=1)
@@ -53,19 +55,34 @@ def _mocked_if_catalogue(dataset_name: str):
     return contextlib.nullcontext()
 
 
+def _documented_command(spec: str) -> list[str]:
+    """The README's (or a config docstring's) `scenic-eqx train` command for `spec`, if any."""
+    for _, argv in readme_commands():
+        if argv[:2] == ["scenic-eqx", "train"] and config_spec(argv) == spec:
+            return argv
+    return ["scenic-eqx", "train", "--config", spec, "--workdir", "WORKDIR"]
+
+
+def _with_workdir(argv: list[str], workdir: str) -> list[str]:
+    at = argv.index("--workdir") + 1
+    return [*argv[:at], workdir, *argv[at + 1 :]]
+
+
 @pytest.mark.parametrize("spec", smoke_specs())
-def test_smoke_config_trains_a_step_and_evaluates(spec, tmp_path, monkeypatch):
+def test_smoke_config_trains_a_step_and_evaluates(spec, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # configs and trainers name files relative to the root
     config = run.load_config(spec)
-    with config.unlocked():
-        for key, value in ONE_STEP.items():
-            if key in config:
-                config[key] = value
-        if "warmup_steps" in config.get("schedule_kwargs", {}):
-            config.schedule_kwargs.warmup_steps = 0
+    shorter = [f"--config.{key}={value}" for key, value in ONE_STEP.items() if key in config]
+    if "warmup_steps" in config.get("schedule_kwargs", {}):
+        shorter.append("--config.schedule_kwargs.warmup_steps=0")
+    argv = _with_workdir(_documented_command(spec), str(tmp_path)) + shorter
     with _mocked_if_catalogue(config.get("dataset_name", "")):
-        results = run.get_trainer(config)(config, str(tmp_path))
-    assert results, f"{spec}: its trainer returned no test metrics"
-    finite = {name: value for name, value in results.items() if not math.isnan(value)}
+        assert cli.main(argv[1:]) == 0, argv
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("test ")]
+    assert printed, f"{spec}: its trainer returned no test metrics"
+    results = json.loads(printed[-1][len("test ") :])
+    finite = {
+        name: value for name, value in results.items() if isinstance(value, float) and not math.isnan(value)
+    }
     assert finite and all(math.isfinite(v) for v in finite.values()), results
     assert os.path.isdir(tmp_path / "checkpoints") or any(tmp_path.iterdir())

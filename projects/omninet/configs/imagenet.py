@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     smoke = variant == "smoke"
     config = ml_collections.ConfigDict()
     config.dataset_name = "imagenet2012"
-    config.dataset = ml_collections.ConfigDict(dict(image_size=32 if smoke else 224))
+    config.dataset = ml_collections.ConfigDict(dict(data_dir=None, image_size=32 if smoke else 224))
     config.batch_size = 8 if smoke else 4096
     config.eval_batch_size = 8 if smoke else 4096
     if smoke:
