@@ -171,6 +171,25 @@ def test_mnist_values_are_in_the_unit_range(fake_tfds):
     np.testing.assert_array_equal(batch["label"], (1000 + np.arange(10)) % 10)
 
 
+def test_crop_pad_translates_the_training_images(fake_tfds):
+    """Fake MNIST images are constant: a translated one keeps that value on a 26x26-or-larger
+    rectangle and is zero (the padding) on the rows and columns shifted in."""
+    ds = get_dataset("mnist", batch_size=8, eval_batch_size=10, crop_pad=2)
+    shifted = 0
+    for batch in itertools.islice(ds.train_iter, 4):
+        for image in batch["inputs"][..., 0]:
+            value = image.max()
+            if value == 0:  # the example of value 0 shows no border
+                continue
+            rows, cols = np.nonzero(image.any(axis=1))[0], np.nonzero(image.any(axis=0))[0]
+            assert len(rows) >= 26 and len(cols) >= 26
+            np.testing.assert_array_equal(image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], value)
+            shifted += (len(rows), len(cols)) != (28, 28)
+    assert shifted >= 8  # most of the 32 moved (a shift of 0 in both axes is 1 in 25)
+    (evaluation,) = list(ds.valid_iter)
+    assert (evaluation["inputs"][:, [0, -1]] == evaluation["inputs"][:, [1, -2]]).all()  # not translated
+
+
 def _cifar_ids(batch):
     """The example numbers of CIFAR batches, read from the central pixel."""
     mean, std = _preprocess.CIFAR10_MEAN, _preprocess.CIFAR10_STD
@@ -316,6 +335,8 @@ def test_no_autograph_warnings(fake_tfds, caplog):
             r"`max_boxes` \(=0\) must be a positive integer",
         ),
         ("mnist", {"randaugment": (1, 5)}, ValueError, r"`image` must be RGB"),
+        ("mnist", {"crop_pad": -1}, ValueError, r"`crop_pad` must be a non-negative int"),
+        ("mnist", {"crop_pad": 2, "augment": False}, ValueError, r"needs `augment=True`"),
     ],
 )
 def test_bad_options(fake_tfds, name, options, error, match):

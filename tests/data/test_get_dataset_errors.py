@@ -147,7 +147,7 @@ ROWS = [
         "digits",
         {**OK, "augment": False, "cach": True},
         TypeError,
-        r"Unknown option\(s\) cach for `get_dataset` of 'digits'; known: train_split, valid_split, test_split, augment, randaugment, shuffle_buffer_size, cache, prefetch\. Received: cach=True",
+        r"Unknown option\(s\) cach for `get_dataset` of 'digits'; known: train_split, valid_split, test_split, augment, crop_pad, randaugment, shuffle_buffer_size, cache, prefetch\. Received: cach=True",
     ),
     (
         "data_dir_missing",

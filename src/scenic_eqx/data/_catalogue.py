@@ -241,6 +241,7 @@ def small_image_dataset(
     test_split: str | None = None,
     valid_fraction: float | None = None,
     augment: bool = True,
+    crop_pad: int | None = None,
     randaugment: tuple[int, int | float] | None = None,
     shuffle_buffer_size: int = 10_000,
     cache: bool = True,
@@ -251,6 +252,9 @@ def small_image_dataset(
     Arguments:
         name: the TFDS name.
         augment: apply the dataset's standard augmentation (see the module's table).
+        crop_pad: pad the training images by this many pixels and crop them back at a
+            random place (random translations), instead of the dataset's standard
+            (4 for CIFAR, none for the others); 0 for none. Needs `augment`.
         randaugment: `(num_layers, magnitude)` to add RandAugment (RGB datasets only).
         train_split, valid_split, test_split: the TFDS splits (or slices, e.g.
             `"train[:90%]"`) read for `train_iter`, `valid_iter` and `test_iter`;
@@ -261,12 +265,20 @@ def small_image_dataset(
         The other arguments are `get_dataset`'s.
     """
     spec = _SMALL[name]
+    if crop_pad is None:
+        crop_pad = spec.crop_pad
+    elif not (isinstance(crop_pad, int) and not isinstance(crop_pad, bool) and crop_pad >= 0):
+        raise ValueError(f"`crop_pad` must be a non-negative int or None. Received: {crop_pad!r}.")
+    elif crop_pad and not augment:
+        raise ValueError(
+            f"`crop_pad` (={crop_pad}) is an augmentation: it needs `augment=True`. Received: augment=False."
+        )
 
     def train_fn(example: dict, seed: tf.Tensor) -> dict:
         crop_seed, flip_seed, ra_seed = tf.unstack(pp.split_seed(seed, 3))
         image = example["image"]
-        if augment and spec.crop_pad:
-            image = pp.random_crop_with_pad(image, seed=crop_seed, pad=spec.crop_pad)
+        if augment and crop_pad:
+            image = pp.random_crop_with_pad(image, seed=crop_seed, pad=crop_pad)
         if augment and spec.flip:
             image = pp.random_flip(image, seed=flip_seed)
         image = _maybe_randaugment(image, ra_seed, randaugment)
@@ -290,7 +302,7 @@ def small_image_dataset(
         train=train,
         valid=valid,
         test=test,
-        state_spec={"augment": bool(augment), "randaugment": randaugment},
+        state_spec={"augment": bool(augment), "crop_pad": crop_pad, "randaugment": randaugment},
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
         shuffle_seed=shuffle_seed,
