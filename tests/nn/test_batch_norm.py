@@ -25,7 +25,9 @@ def _with_affine(norm, getkey):
     return eqx.tree_at(lambda n: (n.weight, n.bias), norm, (weight, bias))
 
 
-def test_float32_equals_equinox_to_the_bit(getkey):
+def test_float32_equals_equinox(getkey):
+    # Statistics and counter to the bit; outputs to float32 rounding (one per-channel
+    # factor `weight / std` where Equinox divides by `std`, then multiplies by `weight`).
     ours = _with_affine(BatchNorm(5, eps=1e-3, momentum=0.8), getkey)
     reference = eqx.nn.BatchNorm(5, "batch", eps=1e-3, momentum=0.8, mode="batch")
     reference = eqx.tree_at(lambda n: (n.weight, n.bias), reference, (ours.weight, ours.bias))
@@ -39,9 +41,12 @@ def test_float32_equals_equinox_to_the_bit(getkey):
         y_inference, state = _apply(eqx.nn.inference_mode(norm), x, state)
         results.append((y, y_next, y_inference, state.get(norm.batch_state_index),
                         state.get(norm.batch_counter)))  # fmt: skip
-    for a, b in zip(*map(jax.tree.leaves, results), strict=True):
+    for i, (a, b) in enumerate(zip(*map(jax.tree.leaves, results), strict=True)):
         assert a.dtype == b.dtype
-        np.testing.assert_array_equal(a, b)
+        if i < 3:  # y, y_next, y_inference
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(a, b)
 
 
 def test_bfloat16_input_gives_float32_statistics_and_bfloat16_output(getkey):
