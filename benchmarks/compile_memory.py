@@ -30,6 +30,7 @@ import sys
 import time
 
 import linen_models
+from architectures import VIT_B16
 
 MODELS = ("vit", "resnet", "detr")
 IMPLS = {"vit": ("scenic_eqx", "scenic_eqx_scan", "flax_linen"), "resnet": ("scenic_eqx", "flax_linen"),
@@ -40,7 +41,7 @@ MAX_BOXES = 20  # ground-truth boxes per image in the DETR batch (padded, with `
 # models take the same sizes.
 SIZES = {
     "full": {
-        "vit": (224, 1000, linen_models.VIT_B16),
+        "vit": (224, 1000, VIT_B16),
         "resnet": (224, 1000, {"depth": 50}),
         "detr": (320, 91, {"num_queries": 100}),
     },

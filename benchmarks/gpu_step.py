@@ -48,7 +48,7 @@ import subprocess
 import sys
 import time
 
-import linen_models
+from architectures import RESNET_STAGES, VIT_B16
 
 MODELS = ("vit", "resnet")
 IMPLS = ("scenic_eqx", "flax_linen", "timm")
@@ -63,7 +63,7 @@ NAMES = {
 }
 # name: (image side, number of classes, architecture).
 SIZES = {
-    "full": {"vit": (224, 1000, linen_models.VIT_B16), "resnet": (224, 1000, {"depth": 50, "width": 64})},
+    "full": {"vit": (224, 1000, VIT_B16), "resnet": (224, 1000, {"depth": 50, "width": 64})},
     "tiny": {
         "vit": (32, 10, {"patch_size": 8, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64}),
         "resnet": (32, 10, {"depth": 26, "width": 4}),
@@ -173,6 +173,7 @@ def run_flax_linen(model: str, size: str, batch_size: int, steps: int) -> dict:
     """The same network in Flax linen: bfloat16 compute, float32 parameters, cuDNN attention."""
     import jax
     import jax.numpy as jnp
+    import linen_models  # imports flax
     import optax
 
     image, num_classes, arch = SIZES[size][model]
@@ -236,7 +237,7 @@ def run_timm(model: str, size: str, batch_size: int, steps: int) -> dict:
     else:
         net = timm.models.resnet.ResNet(
             block=timm.models.resnet.Bottleneck,
-            layers=linen_models.RESNET_STAGES[arch["depth"]],
+            layers=RESNET_STAGES[arch["depth"]],
             channels=tuple(arch["width"] * 2**i for i in range(4)),
             stem_width=arch["width"],
             num_classes=num_classes,

@@ -19,11 +19,7 @@ import flax.linen as fnn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-# Widths and depths of the variants the benchmarks use (Dosovitskiy et al. 2021, Table 1;
-# He et al. 2016, Table 1).
-VIT_B16 = {"patch_size": 16, "hidden_size": 768, "num_layers": 12, "num_heads": 12, "mlp_dim": 3072}
-RESNET_STAGES = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3)}
+from architectures import RESNET_STAGES
 
 
 def fused_dot_product_attention(query, key, value, mask=None):
