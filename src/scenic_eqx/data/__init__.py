@@ -11,6 +11,10 @@ without replaying batches.
 
 from ._arrays import from_arrays as from_arrays
 from ._bpe_tokenizer import BPETokenizer as BPETokenizer, tokenize_text as tokenize_text
+from ._co_training import (
+    co_training_batches as co_training_batches,
+    co_training_eval_batches as co_training_eval_batches,
+)
 from ._dataset import Dataset as Dataset
 from ._meta_data import MetaData as MetaData
 from ._mix import cutmix as cutmix, mixup as mixup

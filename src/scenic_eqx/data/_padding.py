@@ -30,8 +30,8 @@ def pad_batch(batch: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
             as `{"boxes", "labels", "box_mask"}` or `{"class", "box"}`, nested dicts,
             tuples, lists), every array sharing its leading size `n <= batch_size`. A
             `batch_mask` already there (`[n]`, or per element, e.g. `[n, height, width]`
-            for segmentation) is kept for the real rows; without one, all `n` rows
-            count as real.
+            for segmentation), or a dict of them (a co-training batch's, one per dataset),
+            is kept for the real rows; without one, all `n` rows count as real.
         batch_size: the number of rows wanted.
 
     Returns:
@@ -66,6 +66,7 @@ def pad_batch(batch: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
     padded = jax.tree_util.tree_unflatten(treedef, [pad(array) for array in arrays])
     # A mask of any rank (a per-pixel one too) pads with zeros like the other arrays;
     # the size check above guarantees its leading axis.
-    mask = np.asarray(padded.get("batch_mask", pad(np.ones((size,)))))
-    padded["batch_mask"] = mask.astype(np.float32)
+    # A co-training batch has a mask per dataset (`co_training_batches`).
+    mask = padded.get("batch_mask", pad(np.ones((size,))))
+    padded["batch_mask"] = jax.tree.map(lambda m: np.asarray(m).astype(np.float32), mask)
     return padded

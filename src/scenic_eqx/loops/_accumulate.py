@@ -32,9 +32,11 @@ def split_batch(batch: PyTree, num_micro_batches: int) -> PyTree:
 
 
 def _example_counts(micro_batches: PyTree, num_micro_batches: int) -> Float[Array, " micro"]:
-    """Real examples per micro-batch (`batch_mask` sums; all count without a mask)."""
+    """Real examples per micro-batch (`batch_mask` sums; all count without a mask; a
+    co-training batch's masks, one per dataset, are summed together)."""
     if "batch_mask" in micro_batches:
-        return jnp.sum(micro_batches["batch_mask"].astype(jnp.float32), axis=1)
+        masks = jax.tree.leaves(micro_batches["batch_mask"])
+        return sum(jnp.sum(mask.astype(jnp.float32).reshape(num_micro_batches, -1), axis=1) for mask in masks)
     size = len(jax.tree.leaves(micro_batches)[0][0])
     return jnp.full((num_micro_batches,), float(size))
 

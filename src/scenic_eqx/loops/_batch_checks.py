@@ -93,18 +93,33 @@ def check_batch(
         )
     (batch_size,) = sizes
     if "batch_mask" in batch:
-        mask_shape = shapes.get("batch_mask")
-        label_shape = shapes.get("label")
-        allowed = [(batch_size,)] + ([label_shape] if label_shape else [])
-        if mask_shape not in allowed:
-            expected = " or ".join(str(shape) for shape in dict.fromkeys(allowed))
-            raise ValueError(
-                f"{where}: `batch_mask` must have shape {expected} (one weight per example, "
-                f"or per label entry). Received: shape {mask_shape}."
-            )
+        # A co-training batch (`data.co_training_batches`) has a mask per dataset.
+        names = list(batch["batch_mask"]) if isinstance(batch["batch_mask"], Mapping) else [None]
+        for name in names:
+            suffix = "" if name is None else f"[{name!r}]"
+            _check_mask(shapes, f"batch_mask{suffix}", f"label{suffix}", batch_size, where)
     if num_devices is not None and batch_size % num_devices:
         raise ValueError(
             f"{where}: the batch size must be a multiple of the number of devices "
             f"(={num_devices}), which split it. Received: a batch of {batch_size}."
         )
     return batch_size
+
+
+def _check_mask(shapes: dict, mask: str, label: str, batch_size: int, where: str) -> None:
+    mask_shape, label_shape = shapes.get(mask), shapes.get(label)
+    allowed = [(batch_size,)] + ([label_shape] if label_shape else [])
+    if mask_shape not in allowed:
+        expected = " or ".join(str(shape) for shape in dict.fromkeys(allowed))
+        raise ValueError(
+            f"{where}: `{mask}` must have shape {expected} (one weight per example, "
+            f"or per label entry). Received: shape {mask_shape}."
+        )
+
+
+def examples_per_batch(batch: Mapping) -> int:
+    """The examples a checked batch holds: its leading size, times the number of
+    datasets of a co-training batch (one batch of each, `data.co_training_batches`)."""
+    size = len(jax.tree.leaves(batch)[0])
+    mask = batch.get("batch_mask")
+    return size * len(mask) if isinstance(mask, Mapping) else size

@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray, PyTree
 
 from ..tasks import AbstractTask
-from ._batch_checks import check_batch
+from ._batch_checks import check_batch, examples_per_batch
 from ._checkpoint import Checkpointer
 from ._divergence import NanDebugger
 from ._ema import with_params_ema
@@ -250,7 +250,7 @@ def fit(
     check_batch(first_batch, where="The first batch of `train_batches`", required=("inputs",))
     batches = itertools.chain([first_batch], batches)
     first_batch = host_batch(first_batch, mesh)
-    batch_size = len(jax.tree.leaves(first_batch)[0])
+    batch_size = examples_per_batch(first_batch)
 
     state, replicated_paths = init_placed_train_state(
         model, optimizer, key=key, model_state=model_state, mesh=mesh, sharding=sharding

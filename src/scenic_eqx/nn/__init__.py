@@ -27,6 +27,7 @@ from ._map_head import MAPHead as MAPHead
 from ._mixer import MIXER_VARIANTS as MIXER_VARIANTS, MixerBlock as MixerBlock, MlpMixer as MlpMixer
 from ._mlp_block import MlpBlock as MlpBlock, gelu as gelu, quick_gelu as quick_gelu
 from ._patch_embedding import PatchEmbedding as PatchEmbedding
+from ._per_dataset_heads import PerDatasetHeads as PerDatasetHeads
 from ._position_embedding import (
     LearnedPositionEmbedding as LearnedPositionEmbedding,
     SinCos1DPositionEmbedding as SinCos1DPositionEmbedding,

@@ -7,6 +7,7 @@ from ._box_ops import (
     generalized_box_iou as generalized_box_iou,
 )
 from ._classification import ClassificationTask as ClassificationTask
+from ._co_training import CoTrainingTask as CoTrainingTask
 from ._coco_evaluator import CocoEvaluator as CocoEvaluator
 from ._contrastive import ContrastiveTask as ContrastiveTask
 from ._detection import DetectionTask as DetectionTask, scored_boxes as scored_boxes
