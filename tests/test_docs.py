@@ -27,7 +27,15 @@ def test_mkdocs_build_is_strict_clean(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-5000:]
     assert "WARNING" not in result.stderr, result.stderr[-5000:]
-    for page in ("design", "projects", "performance", "scaling", "fault_tolerance", "bring_your_own_data"):
+    for page in (
+        "design",
+        "projects",
+        "performance",
+        "scaling",
+        "fault_tolerance",
+        "bring_your_own_data",
+        "co_training",
+    ):
         assert (site / page / "index.html").is_file(), page
     for package in ("nn", "tasks", "loops", "data"):
         html = (site / "api" / package / "index.html").read_text()

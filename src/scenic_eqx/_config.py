@@ -55,6 +55,11 @@ CONFIG_KEYS = {
     ),
     "debug_nans": "check every step for a non-finite loss or gradient and name the parameter (slower)",
     "async_checkpoints": "go on training while a checkpoint is written (a crash may then lose it)",
+    "co_training": (
+        "optional {name: {dataset_name, dataset, task_name, task, weight}}: several datasets trained "
+        "at once, each with its own head, task and loss weight (PolyViT), in place of dataset_name, "
+        "dataset, task_name and task"
+    ),
     "trainer": (
         "the project's own training function, `FILE.py:NAME` or `module:NAME`, which `scenic-eqx "
         "train` calls as `NAME(config, workdir)` instead of `scenic_eqx.run.train`; None: the library's"
@@ -81,6 +86,7 @@ DEFAULTS = {
     "step_timeout_seconds": None,
     "debug_nans": False,
     "async_checkpoints": False,
+    "co_training": None,
     "trainer": None,
     "config_file": None,
 }

@@ -19,11 +19,12 @@ function (a config file's `get_optimizer`); `config.trainer` a project's own tra
 function, which `scenic-eqx train` calls instead of `train` (see `get_trainer`).
 """
 
+import dataclasses
 import functools
 import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import equinox as eqx
@@ -49,11 +50,15 @@ from ._optimizer import (
 )
 
 
-def build_dataset(config: ml_collections.ConfigDict) -> data.Dataset:
+def build_dataset(
+    config: ml_collections.ConfigDict, name: str | None = None, options: dict | None = None
+) -> data.Dataset:
     """This host's share of the dataset `config.dataset_name`, with `config.dataset`'s options.
 
     `config.batch_size` and `config.eval_batch_size` are global: each host reads its
-    share of each batch, and the training order is seeded by `config.seed`.
+    share of each batch, and the training order is seeded by `config.seed`. `name` and
+    `options`, when given, replace `config.dataset_name` and `config.dataset` (a
+    co-training dataset's).
     """
     if config.batch_size % jax.process_count() or config.eval_batch_size % jax.process_count():
         raise ValueError(
@@ -61,11 +66,11 @@ def build_dataset(config: ml_collections.ConfigDict) -> data.Dataset:
             f"(={config.eval_batch_size}) must divide by the number of hosts (={jax.process_count()})."
         )
     return data.get_dataset(
-        config.dataset_name,
+        config.dataset_name if name is None else name,
         batch_size=config.batch_size // jax.process_count(),
         eval_batch_size=config.eval_batch_size // jax.process_count(),
         shuffle_seed=config.seed,
-        **config.dataset,
+        **(config.dataset if options is None else options),
     )
 
 
@@ -86,11 +91,17 @@ def build_model(
         The model, an `eqx.Module` acting on one example.
     """
     make_model = functools.partial(nn.create, config.model_name, num_classes=num_classes, **config.model)
+    return _create(config, lambda k: make_model(key=k), key, mesh)
+
+
+def _create(config, make_model: Callable[[PRNGKeyArray], eqx.Module], key: PRNGKeyArray, mesh) -> eqx.Module:
+    """`make_model(key)`, created directly sharded on `mesh` unless `config.sharding` is
+    `"replicated"` or the model loads pretrained weights."""
     loads_weights = any(config.model.get(name) for name in ("weights", "backbone_weights"))
     sharding = sharding_rules(config.get("sharding", "replicated"))
     if mesh is None or sharding == "replicated" or loads_weights:
-        return make_model(key=key)
-    return loops.create_sharded(lambda k: make_model(key=k), key, mesh=mesh, sharding=sharding)
+        return make_model(key)
+    return loops.create_sharded(make_model, key, mesh=mesh, sharding=sharding)
 
 
 def num_outputs(meta_data: dict[str, Any]) -> int:
@@ -116,6 +127,84 @@ def num_outputs(meta_data: dict[str, Any]) -> int:
 def build_task(config: ml_collections.ConfigDict) -> tasks.AbstractTask:
     """The task `config.task_name`, with `config.task`'s constructor arguments."""
     return tasks.create_task(config.task_name, **config.task)
+
+
+@dataclasses.dataclass(frozen=True)
+class CoTrainingData:
+    """The batches of a co-training run: one batch of every dataset per step (see
+    `data.co_training_batches`); `datasets` holds each `data.Dataset`."""
+
+    datasets: dict[str, data.Dataset]
+    train_iter: Iterator[dict]
+    valid_iter: Iterable[dict]
+    test_iter: Iterable[dict]
+
+
+_CO_TRAINING_KEYS = {"dataset_name", "dataset", "task_name", "task", "weight"}
+
+
+def build_co_training(
+    config: ml_collections.ConfigDict, *, mesh: Mesh | None = None
+) -> tuple[CoTrainingData, nn.PerDatasetHeads, tasks.CoTrainingTask]:
+    """The datasets, model and task of a co-training config (PolyViT).
+
+    `config.co_training` is `{name: {dataset_name, dataset, task_name, task, weight}}`:
+    each dataset with its options (read with the shared `config.batch_size`,
+    `config.eval_batch_size` and `config.seed`), its task and its loss weight (default
+    1). The model is `config.model_name` with one head per dataset
+    (`nn.PerDatasetHeads`), each dataset's view initialised as that dataset's
+    single-dataset run of the same config would be (the same key, its own head size).
+
+    Returns:
+        `(batches, model, task)`.
+    """
+    entries = dict(config.co_training)
+    for name, entry in entries.items():
+        unknown = sorted(set(entry) - _CO_TRAINING_KEYS)
+        missing = sorted({"dataset_name", "task_name"} - set(entry))
+        if unknown or missing:
+            raise ValueError(
+                f"`config.co_training.{name}` must have `dataset_name` and `task_name`, and may have "
+                f"{', '.join(sorted(_CO_TRAINING_KEYS - {'dataset_name', 'task_name'}))}. Received: "
+                f"unknown {unknown}, missing {missing}."
+            )
+    datasets = {
+        name: build_dataset(config, entry.dataset_name, entry.get("dataset", {}))
+        for name, entry in entries.items()
+    }
+    sizes = {name: num_outputs(dataset.meta_data) for name, dataset in datasets.items()}
+
+    def make_model(key):
+        models = {
+            name: nn.create(config.model_name, num_classes=size, **config.model, key=key)
+            for name, size in sizes.items()
+        }
+        return nn.PerDatasetHeads(next(iter(models.values())), {name: m.head for name, m in models.items()})
+
+    task = tasks.CoTrainingTask(
+        {
+            name: tasks.create_task(entry.task_name, **entry.get("task", {}))
+            for name, entry in entries.items()
+        },
+        {name: entry.get("weight", 1.0) for name, entry in entries.items()},
+    )
+    batches = CoTrainingData(
+        datasets,
+        data.co_training_batches({name: dataset.train_iter for name, dataset in datasets.items()}),
+        data.co_training_eval_batches({name: dataset.valid_iter for name, dataset in datasets.items()}),
+        data.co_training_eval_batches({name: dataset.test_iter for name, dataset in datasets.items()}),
+    )
+    return batches, _create(config, make_model, _model_key(config), mesh), task
+
+
+def _build(config: ml_collections.ConfigDict, mesh: Mesh):
+    """`(batches, model, task)` of `config`: a `Dataset` or, for a co-training config,
+    `CoTrainingData`."""
+    if config.get("co_training"):
+        return build_co_training(config, mesh=mesh)
+    dataset = build_dataset(config)
+    model = build_model(config, num_outputs(dataset.meta_data), key=_model_key(config), mesh=mesh)
+    return dataset, model, build_task(config)
 
 
 def sharding_rules(sharding):
@@ -155,9 +244,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """
     os.makedirs(workdir, exist_ok=True)
     mesh = build_mesh(config)
-    dataset = build_dataset(config)
-    model = build_model(config, num_outputs(dataset.meta_data), key=_model_key(config), mesh=mesh)
-    task = build_task(config)
+    dataset, model, task = _build(config, mesh)
     optimizer, schedule = build_optimizer(config)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -209,11 +296,10 @@ def _test_metrics(config, state: loops.TrainState, task, dataset, mesh) -> dict[
     return results
 
 
-def _restore(config: ml_collections.ConfigDict, workdir: str) -> tuple[loops.TrainState, data.Dataset, Mesh]:
-    """The train state of the latest checkpoint in `workdir`, the dataset and the mesh."""
+def _restore(config: ml_collections.ConfigDict, workdir: str):
+    """The train state of the latest checkpoint in `workdir`, the batches, task and mesh."""
     mesh = build_mesh(config)
-    dataset = build_dataset(config)
-    model = build_model(config, num_outputs(dataset.meta_data), key=_model_key(config), mesh=mesh)
+    dataset, model, task = _build(config, mesh)
     optimizer = loops.with_params_ema(build_optimizer(config)[0], config.get("ema_decay"))
     checkpointer = loops.Checkpointer(os.path.join(workdir, "checkpoints"))
     like, _ = loops.init_placed_train_state(
@@ -222,7 +308,7 @@ def _restore(config: ml_collections.ConfigDict, workdir: str) -> tuple[loops.Tra
     )  # fmt: skip
     state = checkpointer.restore(train_state=like)["train_state"]
     checkpointer.close()
-    return state, dataset, mesh
+    return state, dataset, task, mesh
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -230,8 +316,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
 
     `load_saved_config(workdir)` gives the config the run saved.
     """
-    state, dataset, mesh = _restore(config, workdir)
-    return _test_metrics(config, state, build_task(config), dataset, mesh)
+    state, dataset, task, mesh = _restore(config, workdir)
+    return _test_metrics(config, state, task, dataset, mesh)
 
 
 def export(
@@ -252,7 +338,13 @@ def export(
     Returns:
         `output`.
     """
-    state, dataset, _ = _restore(config, workdir)
+    if config.get("co_training"):
+        raise ValueError(
+            "`config` is a co-training config (`config.co_training`): its model takes a batch of "
+            "every dataset. Export one dataset's model instead: `loops.export_model(model.view(name), "
+            "...)` on the restored model. Received: a config with `co_training`."
+        )
+    state, dataset, _, _ = _restore(config, workdir)
     return loops.export_model(
         state.model, output, input_shape=dataset.meta_data.input_shape[1:],
         input_dtype=dataset.meta_data.input_dtype, model_state=state.model_state, platforms=platforms,

@@ -47,11 +47,18 @@ def test_every_project_has_a_smoke_config():
     assert projects - {"__pycache__"} == with_smoke
 
 
-def _mocked_if_catalogue(dataset_name: str):
-    """TFDS's mock data for a dataset of TFDS's own catalogue (not one generated here)."""
-    name = dataset_name.split("/")[0]
-    if name in tfds.list_builders() and not tfds.builder_cls(name).__module__.startswith("scenic_eqx"):
-        return tfds.testing.mock_data(num_examples=4)
+def _dataset_names(config) -> list[str]:
+    """The datasets a config reads: its `dataset_name`, or each co-training dataset's."""
+    if config.get("co_training"):
+        return [entry.dataset_name for entry in config.co_training.values()]
+    return [config.get("dataset_name", "")]
+
+
+def _mocked_if_catalogue(dataset_names: list[str]):
+    """TFDS's mock data when a dataset is of TFDS's own catalogue (not one generated here)."""
+    for name in (dataset_name.split("/")[0] for dataset_name in dataset_names):
+        if name in tfds.list_builders() and not tfds.builder_cls(name).__module__.startswith("scenic_eqx"):
+            return tfds.testing.mock_data(num_examples=4)
     return contextlib.nullcontext()
 
 
@@ -76,7 +83,7 @@ def test_smoke_config_trains_a_step_and_evaluates(spec, tmp_path, monkeypatch, c
     if "warmup_steps" in config.get("schedule_kwargs", {}):
         shorter.append("--config.schedule_kwargs.warmup_steps=0")
     argv = _with_workdir(_documented_command(spec), str(tmp_path)) + shorter
-    with _mocked_if_catalogue(config.get("dataset_name", "")):
+    with _mocked_if_catalogue(_dataset_names(config)):
         assert cli.main(argv[1:]) == 0, argv
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("test ")]
     assert printed, f"{spec}: its trainer returned no test metrics"

@@ -40,8 +40,10 @@ def test_command_parses_and_its_config_loads(command, monkeypatch):
         return  # `eval` reads the config a run saved
     config = cli._load_config(args, overrides)  # registers what the config's files register
     assert config.model_name in nn.list_models(), config.model_name
-    assert config.task_name in tasks.list_tasks(), config.task_name
-    assert config.dataset_name in data.list_datasets(), config.dataset_name
+    # A co-training config names a dataset and a task per co-trained dataset.
+    for entry in config.co_training.values() if config.co_training else [config]:
+        assert entry.task_name in tasks.list_tasks(), entry.task_name
+        assert entry.dataset_name in data.list_datasets(), entry.dataset_name
     assert callable(run.get_trainer(config))
 
 
