@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from scenic_eqx import cli
+from scenic_eqx import cli, run
 
 CONFIG = """
-import ml_collections
 
 
 def get_config(weights="1,1"):
@@ -42,7 +41,6 @@ def get_config(weights="1,1"):
 """
 
 SINGLE = """
-import ml_collections
 from {module} import get_config as co_training_config
 
 
@@ -108,3 +106,24 @@ def test_a_weight_of_zero_reproduces_the_single_dataset_config_run(
 def test_both_datasets_learn_when_both_are_weighted(configs, tmp_path, monkeypatch):
     _, test = _train(configs, "co_training_config.py", tmp_path, monkeypatch)
     assert test["digits_accuracy"] > 0.6 and test["parity_accuracy"] > 0.7, test
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (
+            lambda c: c.co_training.digits.__delattr__("task_name"),
+            r"must have `dataset_name` and `task_name`.*missing \['task_name'\]",
+        ),
+        (lambda c: c.co_training.digits.__setattr__("wieght", 1.0), r"unknown \['wieght'\]"),
+        (lambda c: c.__setattr__("dataset_name", "digits"), "`config.co_training` replaces dataset_name"),
+    ],
+)
+def test_bad_co_training_configs_are_named(configs, monkeypatch, change, match):
+    monkeypatch.syspath_prepend(str(configs))
+    config = run.load_config(str(configs / "co_training_config.py"))
+    with config.unlocked():
+        config.co_training.digits.unlock()
+        change(config)
+    with pytest.raises(ValueError, match=match):
+        run.build_co_training(config)

@@ -158,6 +158,12 @@ def build_co_training(
     Returns:
         `(batches, model, task)`.
     """
+    both = [key for key in ("dataset_name", "dataset", "task_name", "task") if config.get(key) is not None]
+    if both:
+        raise ValueError(
+            f"`config.co_training` replaces {', '.join(both)}: give each co-trained dataset's in its "
+            f"entry instead. Received: a config with `co_training` and {', '.join(both)}."
+        )
     entries = dict(config.co_training)
     for name, entry in entries.items():
         unknown = sorted(set(entry) - _CO_TRAINING_KEYS)
