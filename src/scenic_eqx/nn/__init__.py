@@ -10,6 +10,7 @@ from ._bit import BIT_VARIANTS as BIT_VARIANTS, BiTResNet as BiTResNet
 from ._clip import CLIP as CLIP, CLIP_VARIANTS as CLIP_VARIANTS
 from ._clip_text import CLIPTextTransformer as CLIPTextTransformer
 from ._clip_vision import CLIPVisionTransformer as CLIPVisionTransformer
+from ._conv2d import Conv2d as Conv2d
 from ._counted_flops import counted_forward_flops as counted_forward_flops
 from ._decoder import Decoder as Decoder, DecoderBlock as DecoderBlock
 from ._detr import DETR as DETR

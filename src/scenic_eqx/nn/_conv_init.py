@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._conv2d import Conv2d
+
 
 def he_uniform(key: PRNGKeyArray, shape: tuple[int, ...], fan: int) -> Float[Array, "..."]:
     """Uniform weights with variance `2 / fan` (He et al. 2015, for ReLU networks).
@@ -32,9 +34,9 @@ def he_conv2d(
     use_bias: bool = False,
     transpose: bool = False,
     key: PRNGKeyArray,
-) -> eqx.nn.Conv2d | eqx.nn.ConvTranspose2d:
-    """An Equinox 2D (transposed) conv initialised as torchvision's ResNet: variance
-    `2 / fan_out`, zero bias.
+) -> Conv2d | eqx.nn.ConvTranspose2d:
+    """A 2D conv (`Conv2d`, fast on CPU) or an Equinox transposed conv, initialised as
+    torchvision's ResNet: variance `2 / fan_out`, zero bias.
 
     A plain conv pads `kernel_size // 2` on each side (PyTorch-style: a stride-1 conv
     keeps the size); a transposed one pads nothing (`kernel_size == stride` multiplies
@@ -45,7 +47,7 @@ def he_conv2d(
             in_channels, out_channels, kernel_size, stride, use_bias=use_bias, key=k
         )
     else:
-        make = lambda k: eqx.nn.Conv2d(
+        make = lambda k: Conv2d(
             in_channels,
             out_channels,
             kernel_size,

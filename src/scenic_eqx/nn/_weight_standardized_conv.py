@@ -1,9 +1,9 @@
 """A 2D convolution with weight standardisation, as in BiT."""
 
 import equinox as eqx
-import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._conv2d import convolve
 from ._conv_init import he_uniform
 from ._layer_norm import normalize
 
@@ -61,11 +61,6 @@ class StdConv2d(eqx.Module):
     ) -> Float[Array, "out_channels out_height out_width"]:
         """Convolves one channels-first feature map."""
         pad = self.weight.shape[-1] // 2
-        out = jax.lax.conv_general_dilated(
-            x[None],
-            # The statistics are float32 (`normalize`); the product is in `x`'s dtype.
-            self.standardized_weight().astype(x.dtype),
-            window_strides=(self.stride, self.stride),
-            padding=((pad, pad), (pad, pad)),
-        )
-        return out[0]
+        # The statistics are float32 (`normalize`); the product is in `x`'s dtype.
+        weight = self.standardized_weight().astype(x.dtype)
+        return convolve(x, weight, (self.stride, self.stride), ((pad, pad), (pad, pad)))
