@@ -1,15 +1,17 @@
-"""Flax linen references for the benchmarks: ViT, ResNet v1.5 and DETR, written the linen way.
+"""Flax linen references for the benchmarks: ViT, ResNet v1.5, U-Net and DETR, written the linen way.
 
 Each mirrors the scenic_eqx model of the same name layer for layer (same widths, depths,
 norms, activations and FLOPs), batched the Flax way (a leading batch axis) and with
 Flax's mixed precision: `dtype` is the compute dtype and the parameters stay float32
-(`param_dtype`). They serve `compile_memory.py` and `gpu_step.py`; nothing in the
-library imports them.
+(`param_dtype`). They serve `compile_memory.py`, `convnet_step.py` and `gpu_step.py`;
+nothing in the library imports them.
 
 - `ViT`: Dosovitskiy et al. 2021, pre-LN blocks, class token, learned position
   embedding, exact GELU, LayerNorm epsilon 1e-6 (as `nn.ViT`).
 - `ResNet`: He et al. 2016, v1.5 (stride in the 3x3 convolution of a bottleneck), BatchNorm
   momentum 0.9 and epsilon 1e-5 (as `nn.ResNet`).
+- `UNet`: Ronneberger et al. 2015 as `nn.UNet`: padded 3x3 convolutions, GroupNorm, 2x2
+  max pool, 2x2 stride-2 transposed convolutions, a 1x1 head.
 - `DETR`: Carion et al. 2020 with pre-LN transformer blocks and a fixed 2-D sine-cosine
   position encoding, as `nn.DETR` (a ResNet-50 backbone, 6 + 6 blocks, 100 queries,
   auxiliary outputs of every decoder block).
@@ -165,6 +167,47 @@ class ResNet(fnn.Module):
         if self.num_classes is None:
             return x
         return fnn.Dense(self.num_classes, dtype=self.dtype)(jnp.mean(x, axis=(1, 2)))
+
+
+class DoubleConv(fnn.Module):
+    """`(3x3 conv -> GroupNorm -> ReLU)` twice."""
+
+    features: int
+    num_groups: int
+    dtype: jnp.dtype = jnp.float32
+
+    @fnn.compact
+    def __call__(self, x):
+        for _ in range(2):
+            x = _conv(self.features, 3, 1, self.dtype)(x)
+            x = fnn.relu(fnn.GroupNorm(self.num_groups, epsilon=1e-5, dtype=self.dtype)(x))
+        return x
+
+
+class UNet(fnn.Module):
+    """U-Net as `nn.UNet`: `num_levels` resolutions of `base_features * 2**i` channels."""
+
+    num_classes: int
+    base_features: int = 32
+    num_levels: int = 4
+    num_groups: int = 8
+    dtype: jnp.dtype = jnp.float32
+
+    @fnn.compact
+    def __call__(self, images, train: bool = True):
+        del train  # no BatchNorm, no dropout
+        features = [self.base_features * 2**i for i in range(self.num_levels)]
+        x, skips = images, []
+        for level, width in enumerate(features):
+            if level:
+                x = fnn.max_pool(x, (2, 2), (2, 2))
+            x = DoubleConv(width, self.num_groups, self.dtype)(x)
+            skips.append(x)
+        skips.pop()
+        for width in reversed(features[:-1]):
+            x = fnn.ConvTranspose(width, (2, 2), (2, 2), dtype=self.dtype)(x)
+            x = DoubleConv(width, self.num_groups, self.dtype)(jnp.concatenate([skips.pop(), x], axis=-1))
+        return fnn.Conv(self.num_classes, (1, 1), dtype=self.dtype)(x)
 
 
 def posemb_sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
