@@ -128,7 +128,8 @@ def flax_linen(model: str, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _torch_resnet50(classes: int):
+def _torch_resnet50(classes: int | None):
+    """ResNet-50 v1.5 in torch; `classes=None`: the last feature map (a DETR backbone)."""
     from torch import nn as tnn
 
     def conv(c_in, c_out, kernel, stride=1):
@@ -156,7 +157,8 @@ def _torch_resnet50(classes: int):
         for j in range(blocks):
             layers.append(Bottleneck(c_in, 64 * 2**i, 2 if i > 0 and j == 0 else 1))
             c_in = 4 * 64 * 2**i
-    layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(c_in, classes)]
+    if classes is not None:
+        layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(c_in, classes)]
     return tnn.Sequential(*layers)
 
 

@@ -487,7 +487,7 @@ ROWS = [
         "create_task_bad_matcher",
         lambda t: tasks.create_task("detection", matcher="hungarain"),
         ValueError,
-        r"`matcher` must be one of 'hungarian', .* Received: 'hungarain'\.",
+        r"`matcher` must be 'auto' or one of 'hungarian', .* Received: 'hungarain'\.",
     ),
     (
         "label_smoothing_out_of_range",

@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 from scenic_eqx import cli, run
 
 CONFIG = """
+import ml_collections
 
 
 def get_config(weights="1,1"):

@@ -1,9 +1,10 @@
-"""`benchmarks/convnet_step.py` compares like with like: its Flax linen and PyTorch
-networks have the scenic_eqx models' parameters, tensor for tensor."""
+"""`benchmarks/convnet_step.py` and `detr_step.py` compare like with like: their Flax
+linen and PyTorch networks have the scenic_eqx models' parameters."""
 
 import pathlib
 import sys
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,3 +49,20 @@ def test_torch_network_has_the_scenic_eqx_parameters(model):
     torch_sizes = sorted(p.numel() for p in make(classes).parameters())
     params, _ = loops.partition_trainable(_scenic_eqx(model))
     assert torch_sizes == _sizes(params)
+
+
+def test_torch_detr_has_the_scenic_eqx_parameters():
+    pytest.importorskip("torch")
+    import detr_step
+
+    torch_count = sum(p.numel() for p in detr_step._torch_detr().parameters())
+    model = eqx.filter_eval_shape(
+        lambda: nn.DETR(
+            detr_step.CLASSES, detr_step.QUERIES, detr_step.DIM, detr_step.HEADS, detr_step.MLP,
+            detr_step.LAYERS, detr_step.LAYERS, detr_step.DROPOUT, key=jax.random.key(0),
+        )
+    )  # fmt: skip
+    params, _ = loops.partition_trainable(model)
+    # torch packs the attention's query, key and value projections into one tensor: the
+    # totals are compared.
+    assert torch_count == sum(_sizes(params))

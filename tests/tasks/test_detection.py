@@ -102,7 +102,7 @@ def _random_batch(rng, batch_size, aux_layers=2):
     return outputs, label
 
 
-@pytest.mark.parametrize("matcher", ["hungarian", "hungarian_jax"])
+@pytest.mark.parametrize("matcher", ["auto", "hungarian", "hungarian_jax"])
 def test_loss_matches_a_scipy_reference_with_padding(matcher):
     rng = np.random.default_rng(0)
     outputs, label = _random_batch(rng, 8)
@@ -116,6 +116,14 @@ def test_loss_matches_a_scipy_reference_with_padding(matcher):
         DetectionTask(matcher=matcher, aux_loss=False), outputs, {"label": label, "batch_mask": mask}
     )
     np.testing.assert_allclose(no_aux, _reference_loss(outputs, label, mask, aux=False), rtol=1e-5)
+
+
+def test_the_default_matcher_is_the_exact_one_faster_on_this_backend():
+    from scenic_eqx.tasks import _detection, hungarian_jax_matcher, hungarian_matcher
+
+    assert DetectionTask().matcher == "auto"
+    expected = hungarian_matcher if jax.default_backend() == "cpu" else hungarian_jax_matcher
+    assert _detection._best_exact_matcher() is expected
 
 
 def test_metrics_are_exact_sums_whatever_the_split():

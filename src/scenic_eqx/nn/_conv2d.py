@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jaxtyping import Array, PRNGKeyArray
 
 # At most this many output positions (4x4), a k x k convolution is computed as a product.
@@ -62,7 +63,7 @@ def as_product(kernel: tuple[int, int], output: tuple[int, int], backend: str | 
 
 
 def convolve(
-    x: Array, weight: Array, stride: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, int]]
+    x: ArrayLike, weight: ArrayLike, stride: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, int]]
 ) -> Array:
     """The cross-correlation of one channels-first example `x` `[in, height, width]`
     with `weight` `[out, in, kh, kw]` (no dilation, no groups): `[out, out_height,
@@ -93,7 +94,7 @@ class Conv2d(eqx.nn.Conv2d):
     a matrix product on CPU. The same fields, parameters and results (to float32
     rounding); dilated, grouped or non-zero-padded convolutions run as Equinox's."""
 
-    def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
+    def __call__(self, x: ArrayLike, *, key: PRNGKeyArray | None = None) -> Array:
         """Convolves one channels-first example `[in, height, width]` (as Equinox's, not
         shape-checked: see `convolve`)."""
         plain = self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "ZEROS"
