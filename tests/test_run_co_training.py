@@ -104,9 +104,15 @@ def test_a_weight_of_zero_reproduces_the_single_dataset_config_run(
     assert f"{idle}_accuracy" in test
 
 
-def test_both_datasets_learn_when_both_are_weighted(configs, tmp_path, monkeypatch):
+def test_both_datasets_learn_when_both_are_weighted_and_eval_reads_them_back(
+    configs, tmp_path, monkeypatch, capsys
+):
     _, test = _train(configs, "co_training_config.py", tmp_path, monkeypatch)
     assert test["digits_accuracy"] > 0.6 and test["parity_accuracy"] > 0.7, test
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", str(tmp_path)]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("test "))
+    assert evaluated == pytest.approx(test, abs=1e-5)
 
 
 @pytest.mark.parametrize(
