@@ -26,10 +26,10 @@ ratios of medians. `--worker NAME` runs one measurement and prints `seconds_per_
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import time
+
+from alternating import fit_seconds_per_step, run_alternating
 
 MODELS = {  # batch, image size, classes
     "resnet50": (16, 64, 10),
@@ -72,11 +72,7 @@ def scenic_eqx_fit(model: str, steps: int) -> float:
         num_steps=warmup + steps, key=jax.random.key(1), log_every=warmup,
         progress=False,
     )  # fmt: skip
-    seconds, previous = 0.0, warmup
-    for record in history[1:]:
-        seconds += (record["step"] - previous) * batch_size / record["examples_per_sec"]
-        previous = record["step"]
-    return seconds / steps
+    return fit_seconds_per_step(history, warmup, batch_size)
 
 
 def scenic_eqx_fit_lax_conv(model: str, steps: int) -> float:
@@ -220,12 +216,6 @@ def torch(model: str, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _run_worker(name: str, model: str, steps: int) -> float:
-    command = [sys.executable, __file__, "--worker", name, "--model", model, "--steps", str(steps)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet50")
@@ -237,20 +227,13 @@ def main() -> None:
     if args.worker:
         print(globals()[args.worker](args.model, args.steps))
         return
-    impls = args.impls.split(",")
-    times: dict[str, list[float]] = {impl: [] for impl in impls}
-    for repeat in range(args.repeats):
-        for impl in impls if repeat % 2 == 0 else impls[::-1]:  # no implementation always first
-            seconds = _run_worker(impl, args.model, args.steps)
-            times[impl].append(seconds)
-            print(f"repeat {repeat} {args.model} {impl:24s} {seconds:.3f} s/step", flush=True)
-    print(f"\n{args.model}: seconds per step, median (min-max) of {args.repeats} runs x {args.steps} steps")
-    medians = {impl: statistics.median(v) for impl, v in times.items()}
-    for impl, v in times.items():
-        ratios = ", ".join(
-            f"{other} / this = {medians[other] / medians[impl]:.2f}" for other in impls if other != impl
-        )
-        print(f"{impl:24s} {medians[impl]:.3f} ({min(v):.3f}-{max(v):.3f})  {ratios}")
+    run_alternating(
+        __file__,
+        args.impls.split(","),
+        args.repeats,
+        ["--model", args.model, "--steps", str(args.steps)],
+        f"{args.model} ({args.steps} steps each)",
+    )
 
 
 if __name__ == "__main__":

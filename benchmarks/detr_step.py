@@ -22,12 +22,10 @@ runs each in a fresh process, alternating, and prints medians, ranges and ratios
 """
 
 import argparse
-import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from alternating import fit_seconds_per_step, run_alternating
 
 BATCH, IMAGE, CLASSES, QUERIES, MAX_BOXES = 4, 128, 91, 100, 10
 DIM, HEADS, MLP, LAYERS, DROPOUT = 256, 8, 2048, 6, 0.1
@@ -67,11 +65,7 @@ def scenic_eqx_fit(steps: int, matcher: str = "auto") -> float:
         optimizer=optax.adamw(1e-4), num_steps=warmup + steps, key=jax.random.key(1),
         log_every=warmup, progress=False,
     )  # fmt: skip
-    seconds, previous = 0.0, warmup
-    for record in history[1:]:
-        seconds += (record["step"] - previous) * BATCH / record["examples_per_sec"]
-        previous = record["step"]
-    return seconds / steps
+    return fit_seconds_per_step(history, warmup, BATCH)
 
 
 def scenic_eqx_fit_jax_matcher(steps: int) -> float:
@@ -236,12 +230,6 @@ def torch(steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _run_worker(name: str, steps: int) -> float:
-    command = [sys.executable, __file__, "--worker", name, "--steps", str(steps)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -252,19 +240,7 @@ def main() -> None:
     if args.worker:
         print(globals()[args.worker](args.steps))
         return
-    impls = args.impls.split(",")
-    times: dict[str, list[float]] = {impl: [] for impl in impls}
-    for repeat in range(args.repeats):
-        for impl in impls if repeat % 2 == 0 else impls[::-1]:
-            times[impl].append(_run_worker(impl, args.steps))
-            print(f"repeat {repeat} {impl:28s} {times[impl][-1]:.3f} s/step", flush=True)
-    print(f"\nDETR-R50: seconds per step, median (min-max) of {args.repeats} runs x {args.steps} steps")
-    medians = {impl: statistics.median(v) for impl, v in times.items()}
-    for impl, v in times.items():
-        ratios = ", ".join(
-            f"{other} / this = {medians[other] / medians[impl]:.2f}" for other in impls if other != impl
-        )
-        print(f"{impl:28s} {medians[impl]:.3f} ({min(v):.3f}-{max(v):.3f})  {ratios}")
+    run_alternating(__file__, args.impls.split(","), args.repeats, ["--steps", str(args.steps)], "DETR-R50")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,28 @@ def _num_classes(train_labels: np.ndarray, test_labels: np.ndarray, num_classes:
     return num_classes
 
 
-class FewShotLinearEvaluator:
+class _FeatureEvaluator:
+    """An evaluator of a model's frozen features: extracts those of `train_data` and
+    `test_data` and scores them with the subclass's `evaluate_features`."""
+
+    train_data: object
+    test_data: object
+    representation_fn: RepresentationFn | None
+
+    def __call__(
+        self, model: eqx.Module, model_state: eqx.nn.State | None = None, mesh: Mesh | None = None
+    ) -> dict[str, float]:
+        """The evaluation of `model`'s representation (see the class)."""
+        options = dict(representation_fn=self.representation_fn, model_state=model_state, mesh=mesh)
+        train = extract_features(model, self.train_data, **options)
+        test = extract_features(model, self.test_data, **options)
+        return self.evaluate_features(*train, *test)
+
+    def evaluate_features(self, train_features, train_labels, test_features, test_labels) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class FewShotLinearEvaluator(_FeatureEvaluator):
     """Few-shot linear regression on frozen features: accuracy with k examples per class.
 
     For each `k` of `shots`, `k` training examples of every class are drawn (a fixed
@@ -119,15 +140,6 @@ class FewShotLinearEvaluator:
         self.representation_fn = representation_fn
         self.num_classes = None if num_classes is None else _check_positive_int("num_classes", num_classes)
 
-    def __call__(
-        self, model: eqx.Module, model_state: eqx.nn.State | None = None, mesh: Mesh | None = None
-    ) -> dict[str, float]:
-        """The few-shot accuracies of `model`'s representation (see the class)."""
-        options = dict(representation_fn=self.representation_fn, model_state=model_state, mesh=mesh)
-        train = extract_features(model, self.train_data, **options)
-        test = extract_features(model, self.test_data, **options)
-        return self.evaluate_features(*train, *test)
-
     def evaluate_features(
         self,
         train_features: np.ndarray,
@@ -166,7 +178,7 @@ class FewShotLinearEvaluator:
         return {k: np.sort(np.concatenate([members[:k] for members in per_class])) for k in self.shots}
 
 
-class LinearProbeEvaluator:
+class LinearProbeEvaluator(_FeatureEvaluator):
     """A linear probe: logistic regression on frozen features, scored on a test set.
 
     A multinomial logistic regression with an L2 penalty is fitted on the standardised
@@ -216,15 +228,6 @@ class LinearProbeEvaluator:
         self.tolerance = _check_positive_number("tolerance", tolerance, allow_zero=True)
         self.representation_fn = representation_fn
         self.num_classes = None if num_classes is None else _check_positive_int("num_classes", num_classes)
-
-    def __call__(
-        self, model: eqx.Module, model_state: eqx.nn.State | None = None, mesh: Mesh | None = None
-    ) -> dict[str, float]:
-        """The probe's test accuracy on `model`'s representation (see the class)."""
-        options = dict(representation_fn=self.representation_fn, model_state=model_state, mesh=mesh)
-        train = extract_features(model, self.train_data, **options)
-        test = extract_features(model, self.test_data, **options)
-        return self.evaluate_features(*train, *test)
 
     def evaluate_features(
         self,
