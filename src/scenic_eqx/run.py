@@ -24,7 +24,7 @@ import functools
 import inspect
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -203,13 +203,18 @@ def build_co_training(
     return batches, _create(config, make_model, _model_key(config), mesh), task
 
 
-def _build(config: ml_collections.ConfigDict, mesh: Mesh):
+def _build(config: ml_collections.ConfigDict, mesh: Mesh, model: eqx.Module | None = None):
     """`(batches, model, task)` of `config`: a `Dataset` or, for a co-training config,
-    `CoTrainingData`."""
+    `CoTrainingData`; `model`, when given, instead of the config's."""
     if config.get("co_training"):
+        if model is not None:
+            raise ValueError(
+                "A co-training config builds its own model (one head per dataset). Received: `model`."
+            )
         return build_co_training(config, mesh=mesh)
     dataset = build_dataset(config)
-    model = build_model(config, num_outputs(dataset.meta_data), key=_model_key(config), mesh=mesh)
+    if model is None:
+        model = build_model(config, num_outputs(dataset.meta_data), key=_model_key(config), mesh=mesh)
     return dataset, model, build_task(config)
 
 
@@ -233,12 +238,23 @@ def _model_key(config: ml_collections.ConfigDict) -> PRNGKeyArray:
     return jax.random.fold_in(jax.random.key(config.seed), 0)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    model: eqx.Module | None = None,
+    evaluations: Sequence[loops.PeriodicEvaluation] = (),
+) -> dict[str, float]:
     """Trains `config` in `workdir` (resuming if it holds a checkpoint) and evaluates on test.
 
     Leaves in `workdir`: `checkpoints/`, `metrics.jsonl`, TensorBoard events,
     `config.json` (what `load_saved_config` reads), `test_metrics.json` and
     `training_curves.png`. `config.trainer` is not read here: `get_trainer` is.
+
+    A project's trainer may pass its own `model` (built otherwise than `build_model`
+    builds it, e.g. without a classifier head) and `evaluations` that `loops.fit` runs
+    periodically and that are run once more at the end, their results joining the test
+    metrics as `<name>_<metric>`.
 
     Returns:
         The test metrics (with `ema_<name>` metrics of the parameter average when
@@ -250,7 +266,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """
     os.makedirs(workdir, exist_ok=True)
     mesh = build_mesh(config)
-    dataset, model, task = _build(config, mesh)
+    dataset, model, task = _build(config, mesh, model)
     optimizer, schedule = build_optimizer(config)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -278,8 +294,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         step_timeout_seconds=config.get("step_timeout_seconds"),
         debug_nans=config.get("debug_nans", False),
         async_checkpoints=config.get("async_checkpoints", False),
+        evaluations=evaluations,
     )
     results = _test_metrics(config, state, task, dataset, mesh)
+    for evaluation in evaluations:
+        results.update(evaluation.run(state.model, state.model_state, mesh))
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
             json.dump(results, f, indent=2)
